@@ -1,0 +1,11 @@
+"""Placeholder: the `audit` command is being written."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("audit")
+def command() -> None:
+    """(not yet available)"""
+    raise click.ClickException("not yet available")

@@ -1,0 +1,11 @@
+"""Placeholder: the `consume` command is being written."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("consume")
+def command() -> None:
+    """(not yet available)"""
+    raise click.ClickException("not yet available")

@@ -1,0 +1,11 @@
+"""Placeholder: the `kafka` command is being written."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("kafka")
+def command() -> None:
+    """(not yet available)"""
+    raise click.ClickException("not yet available")

@@ -1,0 +1,11 @@
+"""Placeholder: the `produce` command is being written."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("produce")
+def command() -> None:
+    """(not yet available)"""
+    raise click.ClickException("not yet available")

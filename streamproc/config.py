@@ -1,0 +1,171 @@
+"""Settings: one frozen object, read once from ``STREAMPROC_*`` env vars and CLI flags.
+
+``load_settings()`` is called once by each entry point (the CLI, ``agents/app.py``) and the
+object is passed down; nothing else reads the environment. A CLI flag overrides the env var of
+the same setting (``--bootstrap-servers`` and ``STREAMPROC_BOOTSTRAP_SERVERS`` are one setting).
+Every field is documented in README.md ("Configuration").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streamproc.errors import ConfigError
+
+__all__ = ["OutputFormat", "SchemaCompatibility", "Settings", "load_settings"]
+
+OutputFormat = Literal["avro", "json"]
+SchemaCompatibility = Literal["BACKWARD_TRANSITIVE", "FULL_TRANSITIVE"]
+
+
+class Settings(BaseSettings):
+    """Every setting of streamproc; the env var is ``STREAMPROC_`` + the upper-cased name."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMPROC_", frozen=True, extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------------------
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka bootstrap servers (host:port,...). Set it to use an existing cluster "
+        "instead of the local launcher.",
+    )
+    kafka_home: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("KAFKA_HOME", "STREAMPROC_KAFKA_HOME"),
+        description="An unpacked Apache Kafka release whose libs/ the local launcher uses "
+        "instead of the jars it resolves with Maven.",
+    )
+    kafka_data_dir: Path = Field(
+        Path(".streamproc/kafka"),
+        description="Where the local launcher keeps broker data, logs and its process file.",
+    )
+    kafka_cache_dir: Path = Field(
+        Path.home() / ".cache" / "streamproc" / "kafka",
+        description="Cache of the Kafka jars resolved from Maven Central.",
+    )
+    kafka_port: int = Field(9092, description="First client port of the local launcher.")
+
+    # --- topics ------------------------------------------------------------------------------
+    topic_input: str = Field("viewing-events", description="Input topic (raw events).")
+    topic_valid: str = Field("viewing-events-valid", description="Validated canonical events.")
+    topic_dlq: str = Field("viewing-events-dlq", description="Dead letters.")
+    topic_predictions: str = Field("predictions", description="Model predictions.")
+    topic_drift: str = Field("drift-signals", description="Drift signals and lifecycle events.")
+    topic_snapshots: str = Field("model-snapshots", description="Model snapshots (compacted).")
+    partitions: int = Field(6, ge=1, description="Partitions of each topic created.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of each topic.")
+    retention_ms: int = Field(
+        7 * 24 * 3600 * 1000, description="Retention of the event and output topics, ms."
+    )
+    dlq_retention_ms: int = Field(
+        30 * 24 * 3600 * 1000, description="Retention of the dead-letter topic, ms."
+    )
+
+    # --- formats -----------------------------------------------------------------------------
+    schemas_dir: Path | None = Field(
+        None, description="Folder of Avro schemas; default: the schemas/ shipped with streamproc."
+    )
+    schema_compatibility: SchemaCompatibility = Field(
+        "BACKWARD_TRANSITIVE", description="Evolution rule `streamproc schemas check` enforces."
+    )
+    schema_registry_url: str | None = Field(
+        None,
+        description="Confluent Schema Registry URL; when set, producers write the Confluent "
+        "wire format and the ingest agent resolves its schema ids there.",
+    )
+    output_format: OutputFormat = Field(
+        "avro", description="Encoding of the output topics: avro (single-object) or json."
+    )
+    producer_format: OutputFormat = Field(
+        "avro", description="Encoding `produce` and `simulate` write: avro or json."
+    )
+
+    # --- data quality ------------------------------------------------------------------------
+    max_message_bytes: int = Field(
+        65536, ge=64, description="Records larger than this are dead-lettered as too_large."
+    )
+    max_future_skew_s: float = Field(
+        300.0, description="event_time may be at most this far in the future, seconds."
+    )
+    max_event_age_s: float = Field(
+        30 * 24 * 3600.0, description="event_time may be at most this old, seconds."
+    )
+    position_slack_s: float = Field(
+        5.0, description="playback.position_s may exceed duration_s by this much, seconds."
+    )
+    max_bandwidth_kbps: float = Field(
+        10_000_000.0, description="Upper bound of network.bandwidth_kbps."
+    )
+    max_rtt_ms: float = Field(60_000.0, description="Upper bound of network.rtt_ms.")
+    max_bitrate_kbps: int = Field(200_000, description="Upper bound of playback.bitrate_kbps.")
+    max_duration_s: float = Field(
+        6 * 3600.0, description="Upper bound of playback.duration_s (6 hours)."
+    )
+    dedupe_window_s: float = Field(
+        3600.0, gt=0, description="An event_id seen again within this window is a duplicate."
+    )
+
+    # --- worker ------------------------------------------------------------------------------
+    app_id: str = Field("streamproc", description="Faust app id: consumer group and state prefix.")
+    batch_size: int = Field(500, ge=1, description="Events a worker takes per batch.")
+    batch_within_s: float = Field(
+        0.05, gt=0, description="Longest wait to fill a batch, seconds."
+    )
+    producer_linger_ms: int = Field(5, ge=0, description="Producer linger of the workers, ms.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level of the worker and CLI."
+    )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _strip_scheme(cls, value: str) -> str:
+        # Accept Faust-style "kafka://host:port" too; store plain host:port lists.
+        parts = [p.strip().removeprefix("kafka://") for p in value.split(",") if p.strip()]
+        if not parts:
+            raise ValueError("must name at least one host:port")
+        return ",".join(parts)
+
+    @property
+    def schemas_path(self) -> Path:
+        """The folder the Avro schemas are read from."""
+        if self.schemas_dir is not None:
+            return self.schemas_dir
+        here = Path(__file__).resolve().parent
+        packaged = here / "_schemas"
+        return packaged if packaged.is_dir() else here.parent / "schemas"
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Role -> topic name, for every topic the project uses."""
+        return {
+            "input": self.topic_input,
+            "valid": self.topic_valid,
+            "dlq": self.topic_dlq,
+            "predictions": self.topic_predictions,
+            "drift": self.topic_drift,
+            "snapshots": self.topic_snapshots,
+        }
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings once: env vars, then ``overrides`` (CLI flags; ``None`` is ignored).
+
+    Raises
+    ------
+    ConfigError
+        When a setting has a bad value; the message names the env var.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"STREAMPROC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            f" (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
