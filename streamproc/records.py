@@ -79,6 +79,7 @@ class DeadLetter(TypedDict):
     """A record that could not be accepted, as in ``schemas/dead_letter``."""
 
     payload: bytes
+    key: NotRequired[bytes | None]
     source_topic: str
     source_partition: int
     source_offset: int

@@ -1,0 +1,61 @@
+# streamproc — the two commands: `make demo` and `make test`. Both set everything up first:
+# a virtualenv with the project and its pinned dependencies, and Apache Kafka's jars (resolved
+# from Maven Central with mvn, cached in ~/.cache/streamproc/kafka).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help setup kafka-jars lint format typecheck unit test integration demo clean distclean
+
+help:
+	@echo "make demo    start local Kafka, a worker and the simulator; show the results"
+	@echo "make test    lint, type-check and run every test, integration tests on real Kafka"
+	@echo "make unit    the broker-free tests only (fast)"
+	@echo "make lint    ruff check + format check;  make typecheck: mypy --strict"
+	@echo "make clean   stop local Kafka started by the demo and remove its data"
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is needed, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) kafka-jars
+
+kafka-jars: $(STAMP)
+	$(BIN)/streamproc kafka fetch
+
+lint: $(STAMP)
+	$(BIN)/ruff check streamproc agents tests benchmarks
+	$(BIN)/ruff format --check streamproc agents tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix streamproc agents tests benchmarks
+	$(BIN)/ruff format streamproc agents tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -m "not integration" -q $(PYTEST_ARGS)
+
+test: setup lint typecheck
+	$(BIN)/streamproc schemas check
+	$(BIN)/pytest -q --doctest-modules streamproc tests $(PYTEST_ARGS)
+
+integration: setup
+	$(BIN)/pytest -m integration -q $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/streamproc demo
+
+clean:
+	-$(BIN)/streamproc kafka stop --data-dir .streamproc/demo/kafka --wipe
+	rm -rf .streamproc .pytest_cache .mypy_cache .ruff_cache
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""The Faust app and its agents: thin policy around the streamproc library."""

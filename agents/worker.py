@@ -1,0 +1,23 @@
+"""Run the Faust worker for an app built from settings."""
+
+from __future__ import annotations
+
+import logging
+
+from faust import Worker
+
+from agents.app import create_app
+from streamproc.config import Settings
+from streamproc.kafka.clients import wait_for_broker
+
+__all__ = ["run_worker"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> None:
+    """Start a worker and block until it is stopped (SIGINT/SIGTERM)."""
+    wait_for_broker(settings, timeout=30.0)
+    app = create_app(settings)
+    worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()
