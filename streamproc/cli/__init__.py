@@ -26,6 +26,7 @@ def _register() -> None:
         consume,
         dlq,
         kafka,
+        lag,
         produce,
         schemas,
         simulate,
@@ -33,7 +34,7 @@ def _register() -> None:
         worker,
     )
 
-    for module in (audit, consume, dlq, kafka, produce, schemas, simulate, topics, worker):
+    for module in (audit, consume, dlq, kafka, lag, produce, schemas, simulate, topics, worker):
         root.add_command(module.command)
 
 
@@ -43,7 +44,7 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``streamproc`` console script."""
     try:
-        root.main(args=argv, prog_name="streamproc", standalone_mode=False)
+        code = root.main(args=argv, prog_name="streamproc", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
@@ -59,3 +60,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    # Without standalone mode, click returns the code of ctx.exit(code) instead of exiting.
+    if isinstance(code, int) and code:
+        sys.exit(code)

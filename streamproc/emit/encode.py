@@ -36,10 +36,16 @@ class SchemaViolationError(EventError):
         shown = repr(value)
         if len(shown) > 80:
             shown = shown[:77] + "..."
-        super().__init__(
-            f'{record} field "{path}" must be {expected}, got {shown} ({type(value).__name__})'
-        )
+        kind = "" if isinstance(value, _Missing) else f" ({type(value).__name__})"
+        super().__init__(f'{record} field "{path}" must be {expected}, got {shown}{kind}')
 
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "nothing (the field is missing)"
+
+
+_MISSING = _Missing()
 
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
@@ -119,7 +125,9 @@ def _check(schema: Any, value: Any, path: str, record: str) -> None:
                 if name not in value:
                     if "default" in fld:
                         continue
-                    raise SchemaViolationError(sub, _describe(fld["type"]), None, record=record)
+                    raise SchemaViolationError(
+                        sub, _describe(fld["type"]), _MISSING, record=record
+                    )
                 _check(fld["type"], value[name], sub, record)
     else:  # a named type reference resolved by fastavro's parse_schema is a dict, not a str
         ok = True
