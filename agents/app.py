@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from streamproc.config import Settings
+from streamproc.errors import ConfigError
 
 __all__ = ["create_app"]
 
@@ -34,5 +35,16 @@ def create_app(settings: Settings) -> faust.App:
         loghandlers=[],
         table_cleanup_interval=60.0,
     )
-    register_ingest(app, settings)
+    wanted = {a.strip() for a in settings.agents.split(",") if a.strip()}
+    unknown = wanted - {"ingest", "model"}
+    if unknown or not wanted:
+        raise ConfigError(
+            f"STREAMPROC_AGENTS must name ingest and/or model, got {settings.agents!r}"
+        )
+    if "ingest" in wanted:
+        register_ingest(app, settings)
+    if "model" in wanted:
+        from agents.model import register_model
+
+        register_model(app, settings)
     return app

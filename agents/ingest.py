@@ -36,18 +36,18 @@ def register_ingest(app: faust.App, settings: Settings) -> IngestCounters:
                             key_serializer="raw", value_serializer="raw")
     valid_topic = app.topic(settings.topic_valid, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+    # Changelog records are written with the table's own serializers (JSON keys and values),
+    # the ones Faust uses to read the changelog back when it recovers the table.
     seen = app.Table(
         "ingest-seen-event-ids",
         partitions=settings.partitions,
-        key_serializer="json",
-        value_serializer="json",
         help="event_id -> [partition, offset, seen_at_ms] of the record that first carried it",
     )
 
     def persist(partition: int, event_id: str, value: list[int] | None) -> None:
         # The agent works on batches, so Faust's "current event" is not the event whose id
         # is stored: name the changelog partition (= source partition) explicitly.
-        if value is None:
+        if value is None:  # a tombstone, as Faust writes for a deleted key
             seen.send_changelog(partition, event_id, None, value_serializer="raw")
         else:
             seen.send_changelog(partition, event_id, value)

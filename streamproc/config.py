@@ -11,12 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamproc.errors import ConfigError
 
-__all__ = ["OutputFormat", "SchemaCompatibility", "Settings", "load_settings"]
+__all__ = [
+    "OutputFormat",
+    "SchemaCompatibility",
+    "Settings",
+    "env_var_name",
+    "load_settings",
+    "settings_markdown",
+]
 
 OutputFormat = Literal["avro", "json"]
 SchemaCompatibility = Literal["BACKWARD_TRANSITIVE", "FULL_TRANSITIVE"]
@@ -111,6 +118,9 @@ class Settings(BaseSettings):
 
     # --- worker ------------------------------------------------------------------------------
     app_id: str = Field("streamproc", description="Faust app id: consumer group and state prefix.")
+    agents: str = Field(
+        "ingest,model", description="Agents a worker runs (comma list of ingest, model)."
+    )
     batch_size: int = Field(500, ge=1, description="Events a worker takes per batch.")
     batch_within_s: float = Field(
         0.05, gt=0, description="Longest wait to fill a batch, seconds."
@@ -119,6 +129,51 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of the worker and CLI."
     )
+
+    # --- operators ---------------------------------------------------------------------------
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the worker's /metrics, /health, /ready, /status bind."
+    )
+    metrics_port: int = Field(
+        9100, ge=0, le=65535, description="Port of the worker's metrics endpoints (0 = off)."
+    )
+    lag_interval_s: float = Field(
+        5.0, gt=0, description="How often a worker measures its consumer lag, seconds."
+    )
+    stall_after_s: float = Field(
+        60.0, gt=0, description="A partition whose lag grows while its committed offset does "
+        "not move for this long is reported stalled, seconds.",
+    )
+
+    # --- models ------------------------------------------------------------------------------
+    models: str = Field(
+        "engagement,qoe,affinity", description="Model specs the model agent runs (comma list)."
+    )
+    model_namespace: str = Field(
+        "live", description="Namespace of model snapshots (a replay writes to another one)."
+    )
+    completion_threshold: float = Field(
+        0.9, gt=0, le=1, description="Watched fraction at or above which a session completed."
+    )
+    session_timeout_s: float = Field(
+        4 * 3600.0, gt=0, description="A session with no stop/complete for this long (event "
+        "time) is resolved by the timeout policy, seconds.",
+    )
+    session_timeout_policy: Literal["abandon", "drop"] = Field(
+        "abandon", description="abandon: learn the timed-out session as not completed; "
+        "drop: forget its pending predictions without learning.",
+    )
+    snapshot_keys: SecretStr | None = Field(
+        None, description="HMAC keys for model snapshots, 'key-id:secret[,key-id:secret...]'; "
+        "the first signs, any verifies. Required by the model agent.",
+    )
+    snapshot_every_events: int = Field(
+        20_000, ge=1, description="Snapshot a partition's models after this many events."
+    )
+    snapshot_every_s: float = Field(
+        60.0, gt=0, description="...or after this many seconds, whichever comes first."
+    )
+    seed: int = Field(42, description="Seed of the models' random initialisation.")
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -137,6 +192,22 @@ class Settings(BaseSettings):
         here = Path(__file__).resolve().parent
         packaged = here / "_schemas"
         return packaged if packaged.is_dir() else here.parent / "schemas"
+
+    def to_env(self) -> dict[str, str]:
+        """The ``STREAMPROC_*`` variables that reproduce these settings in another process.
+
+        Only settings that differ from their defaults are listed; secrets are included in
+        clear, so pass the result to a child process, never to a log.
+        """
+        env: dict[str, str] = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value == info.default:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[env_var_name(name)] = "" if value is None else str(value)
+        return env
 
     @property
     def topics(self) -> dict[str, str]:
@@ -169,3 +240,32 @@ def load_settings(**overrides: Any) -> Settings:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def env_var_name(field_name: str) -> str:
+    """The environment variable of a setting (``KAFKA_HOME`` is read unprefixed too)."""
+    return "STREAMPROC_" + field_name.upper()
+
+
+def settings_markdown() -> str:
+    """The configuration reference as a Markdown table (kept in README.md, checked by a test)."""
+    lines = ["| env var | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.default
+        if name == "kafka_cache_dir":
+            shown = "`~/.cache/streamproc/kafka`"
+        elif name == "snapshot_keys":
+            shown = "unset (secret)"
+        elif default is None:
+            shown = "unset"
+        else:
+            shown = f"`{default}`"
+        var = env_var_name(name)
+        if name == "kafka_home":
+            var = "KAFKA_HOME"
+        lines.append(f"| `{var}` | {shown} | {info.description or ''} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - used to refresh README.md
+    print(settings_markdown())

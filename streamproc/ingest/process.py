@@ -29,6 +29,7 @@ __all__ = [
     "HEADER_WRITER",
     "IngestOutcome",
     "IngestProcessor",
+    "build_dead_letter",
     "parse_source_header",
     "sniff_event_id",
 ]
@@ -125,7 +126,7 @@ class IngestProcessor:
         self.dead_encoder = Encoder.for_record(
             schemas, "DeadLetter", settings.output_format, check=False
         )
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = _WORKER_ID
 
     def process(
         self,
@@ -174,22 +175,45 @@ class IngestProcessor:
         now: int,
         exc: EventError,
     ) -> IngestOutcome:
-        event_id = sniff_event_id(raw) if exc.reason != "too_large" else None
-        letter: DeadLetter = {
-            "payload": raw,
-            "key": key,
-            "source_topic": topic,
-            "source_partition": partition,
-            "source_offset": offset,
-            "source_timestamp": timestamp_ms,
-            "reason": exc.reason,
-            "message": str(exc),
-            "event_id": event_id,
-            "dead_lettered_at": now,
-            "worker": self.worker_id,
-        }
-        value = self.dead_encoder.encode(letter)
+        value = build_dead_letter(
+            self.dead_encoder, raw, key, topic, partition, offset, timestamp_ms, now, exc,
+            worker=self.worker_id,
+        )
         return IngestOutcome(
             "dead", key, value, [(HEADER_SOURCE, f"{topic}:{partition}:{offset}".encode())],
-            event_id, exc.reason, str(exc),
+            sniff_event_id(raw), exc.reason, str(exc),
         )
+
+
+_WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_dead_letter(
+    encoder: Encoder,
+    raw: bytes | None,
+    key: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int | None,
+    now_ms: int,
+    exc: EventError,
+    *,
+    worker: str | None = None,
+) -> bytes:
+    """The encoded DeadLetter for a record refused with ``exc`` (any stage)."""
+    raw = raw if raw is not None else b""
+    letter: DeadLetter = {
+        "payload": raw,
+        "key": key,
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "source_timestamp": timestamp_ms,
+        "reason": exc.reason,
+        "message": str(exc),
+        "event_id": sniff_event_id(raw),  # reads the first bytes only, never the body
+        "dead_lettered_at": now_ms,
+        "worker": worker or _WORKER_ID,
+    }
+    return encoder.encode(letter)

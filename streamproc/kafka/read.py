@@ -102,7 +102,12 @@ def read_to_end(settings: Settings, topic: str, *, timeout: float = 60.0) -> Ite
                     continue
                 ts_type, ts = msg.timestamp()
                 yield Record(
-                    topic, partition, offset, ts if ts_type else None, msg.key(), msg.value(),
+                    topic,
+                    partition,
+                    offset,
+                    ts if ts_type else None,
+                    msg.key(),
+                    msg.value(),
                     tuple(msg.headers() or ()),
                 )
                 if offset + 1 >= end:

@@ -1,0 +1,7 @@
+"""``python -m streamproc``: the same as the ``streamproc`` command."""
+
+from __future__ import annotations
+
+from streamproc.cli import main
+
+main()

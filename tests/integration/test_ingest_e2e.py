@@ -1,0 +1,94 @@
+"""End to end on real Kafka: simulated events through the ingest worker, every one accounted for."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from streamproc.audit import audit_ingest
+from streamproc.config import Settings
+from streamproc.errors import KafkaError
+from streamproc.kafka.lag import consumer_lag
+from streamproc.kafka.topics import ensure_topics
+from streamproc.produce import EventProducer
+from streamproc.simulate import Manifest, SimParams, simulate_events
+from streamproc.workers import WorkerProcess, wait_for_catch_up
+
+pytestmark = pytest.mark.integration
+
+SNAPSHOT_KEY = "test:0123456789abcdef"
+
+
+def _publish(settings: Settings, params: SimParams) -> tuple[Manifest, set[str]]:
+    simulation = simulate_events(params, settings)
+    valid_ids: set[str] = set()
+    with EventProducer(settings) as producer:
+        for record in simulation:
+            producer.send_raw(record.key, record.value)
+            if record.kind == "valid" and record.event_id is not None:
+                valid_ids.add(record.event_id)
+        assert producer.flush(60.0) == 0
+    return simulation.manifest, valid_ids
+
+
+def _check_books(settings: Settings, manifest: Manifest, valid_ids: set[str]) -> None:
+    report = audit_ingest(settings)
+    counts = manifest.counts
+    assert report.balanced, report.as_dict()
+    assert report.input_records == counts["records"]
+    assert report.valid == counts["valid"] == len(valid_ids)
+    assert report.valid_event_ids == valid_ids
+    assert report.dead == counts["invalid"]
+    assert dict(report.dead_by_reason) == dict(manifest.invalid_by_reason)
+    expected_dead = {i.event_id: i.reason for i in manifest.invalid if i.event_id}
+    assert {k: report.dead_event_ids.get(k) for k in expected_dead} == expected_dead
+    assert report.duplicates == counts["duplicate"]
+
+
+def _params(seed: int) -> SimParams:
+    return SimParams(
+        n_events=20_000, n_users=800, n_titles=300, seed=seed,
+        invalid_fraction=0.04, duplicate_fraction=0.015,
+    )
+
+
+def test_every_event_accounted_for(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(agents="ingest", snapshot_keys=SNAPSHOT_KEY, metrics_port=0)
+    ensure_topics(settings)
+    manifest, valid_ids = _publish(settings, _params(seed=11))
+    assert manifest.counts["invalid"] / manifest.counts["records"] >= 0.03
+    assert manifest.counts["duplicate"] / manifest.counts["records"] >= 0.01
+    assert len(manifest.invalid_by_reason) >= 5  # mixed kinds of bad input
+
+    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+        wait_for_catch_up(settings, [settings.topic_input], timeout=240, workers=[worker])
+    _check_books(settings, manifest, valid_ids)
+
+
+def test_sigkill_mid_run_loses_nothing(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(agents="ingest", snapshot_keys=SNAPSHOT_KEY, metrics_port=0)
+    ensure_topics(settings)
+    manifest, valid_ids = _publish(settings, _params(seed=12))
+    total = manifest.counts["records"]
+
+    first = WorkerProcess(settings, tmp_path / "worker-1.log").start()
+    deadline = time.monotonic() + 180
+    done = 0
+    while done < total * 0.3:  # kill once about a third is committed: mid-run
+        assert first.alive(), first.log_tail()
+        assert time.monotonic() < deadline, f"no progress: {done}/{total}\n{first.log_tail()}"
+        try:
+            rows = consumer_lag(settings, settings.app_id, topics=[settings.topic_input],
+                                with_seconds=False)
+        except KafkaError:
+            continue  # the coordinator may still be loading
+        done = sum((r.committed or 0) for r in rows)
+        time.sleep(0.2)
+    first.kill()
+    assert done < total, "the worker finished before it could be killed"
+
+    with WorkerProcess(settings, tmp_path / "worker-2.log") as second:
+        wait_for_catch_up(settings, [settings.topic_input], timeout=240, workers=[second])
+    _check_books(settings, manifest, valid_ids)
