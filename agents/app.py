@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import faust
+from prometheus_client import CollectorRegistry
 
+from agents.observe import attach_observability
 from streamproc.config import Settings
 from streamproc.errors import ConfigError
+from streamproc.metrics import StreamprocMetrics
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> faust.App:
     """Build the Faust app with its topics and agents, configured from ``settings``.
 
     The app is created per call (no module-level app), so tests and the CLI can build apps
-    with different settings in one process.
+    with different settings in one process; each gets its own metrics registry unless
+    ``metrics`` is given. The metrics are at ``app.metrics``.
     """
     from agents.ingest import register_ingest
 
@@ -30,6 +34,9 @@ def create_app(settings: Settings) -> faust.App:
         # A short fetch wait keeps produce-to-output latency low at light load.
         consumer_max_fetch_size=1_048_576,
         broker_commit_interval=1.0,
+        # A crashed worker's partitions move to the others within seconds, not a minute.
+        broker_session_timeout=settings.consumer_session_timeout_ms / 1000,
+        broker_heartbeat_interval=min(3.0, settings.consumer_session_timeout_ms / 3000),
         web_enabled=False,
         # The worker sets up logging itself; keep Faust's per-event logging off.
         loghandlers=[],
@@ -41,10 +48,16 @@ def create_app(settings: Settings) -> faust.App:
         raise ConfigError(
             f"STREAMPROC_AGENTS must name ingest and/or model, got {settings.agents!r}"
         )
+    metrics = metrics or StreamprocMetrics.create(CollectorRegistry())
+    app.metrics = metrics  # type: ignore[attr-defined]
+    consumed: list[str] = []
     if "ingest" in wanted:
-        register_ingest(app, settings)
+        register_ingest(app, settings, metrics)
+        consumed.append(settings.topic_input)
     if "model" in wanted:
         from agents.model import register_model
 
-        register_model(app, settings)
+        register_model(app, settings, metrics)
+        consumed.append(settings.topic_valid)
+    attach_observability(app, settings, metrics, consumed)
     return app

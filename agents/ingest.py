@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -13,27 +13,32 @@ from streamproc.ingest.dedupe import Deduplicator
 from streamproc.ingest.process import IngestProcessor
 from streamproc.ingest.registry import registry_lookup_for
 from streamproc.ingest.schemas import load_schemas
+from streamproc.metrics import StreamprocMetrics
 
-__all__ = ["IngestCounters", "register_ingest"]
+#: Reason codes declared up front, so alerts see their first increment.
+DEAD_LETTER_REASONS = (
+    "decode_error",
+    "unknown_schema",
+    "schema_violation",
+    "too_large",
+    "model_error",
+)
+
+__all__ = ["register_ingest"]
 
 logger = logging.getLogger(__name__)
 
 
-class IngestCounters:
-    """Running totals of one worker (exported as metrics; read by tests and the demo)."""
-
-    def __init__(self) -> None:
-        self.valid = 0
-        self.dead = 0
-        self.duplicates = 0
-        self.by_reason: dict[str, int] = {}
-
-
-def register_ingest(app: faust.App, settings: Settings) -> IngestCounters:
+def register_ingest(app: faust.App, settings: Settings, metrics: StreamprocMetrics) -> None:
     """Declare the ingest agent, its topics and its de-duplication table on ``app``."""
     schemas = load_schemas(settings.schemas_path)
-    input_topic = app.topic(settings.topic_input, key_type=bytes, value_type=bytes,
-                            key_serializer="raw", value_serializer="raw")
+    input_topic = app.topic(
+        settings.topic_input,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     valid_topic = app.topic(settings.topic_valid, key_serializer="raw", value_serializer="raw")
     dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
     # Changelog records are written with the table's own serializers (JSON keys and values),
@@ -56,42 +61,63 @@ def register_ingest(app: faust.App, settings: Settings) -> IngestCounters:
     processor = IngestProcessor(
         settings, schemas, dedupe, registry_lookup=registry_lookup_for(settings)
     )
-    counters = IngestCounters()
-    app.ingest_counters = counters  # type: ignore[attr-defined]
+    metrics.declare_dead_letter_reasons(DEAD_LETTER_REASONS)
+    records_in = metrics.records_in.labels(topic=settings.topic_input)
+    valid_out = metrics.records_out.labels(topic=settings.topic_valid)
+    dead_out = metrics.records_out.labels(topic=settings.topic_dlq)
+    stage = metrics.stage_seconds.labels(stage="ingest")
+    dead_letters = metrics.dead_letters
+    duplicates = metrics.duplicates
 
     async def ingest(stream: faust.StreamT[Any]) -> None:
         """Validate viewing events; dead-letter the bad, drop duplicates."""
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+        # Faust hands agents a faust.Stream; its StreamT interface does not declare take_events.
+        batches = cast("faust.Stream[Any]", stream).take_events(
+            settings.batch_size, within=settings.batch_within_s
+        )
+        async for events in batches:
+            started = time.perf_counter()
             now_ms = int(time.time() * 1000)
+            records_in.inc(len(events))
             for event in events:
                 msg = event.message
                 outcome = processor.process(
-                    msg.value, msg.key, msg.topic, msg.partition, msg.offset,
-                    int(msg.timestamp * 1000) if msg.timestamp else None, now_ms,
+                    msg.value,
+                    msg.key,
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    int(msg.timestamp * 1000) if msg.timestamp else None,
+                    now_ms,
                 )
                 if outcome.kind == "valid":
-                    counters.valid += 1
+                    # The valid record keeps the input record's timestamp (the producer's
+                    # send time), so the model stage can measure produce-to-prediction latency.
                     await valid_topic.send(
-                        key=outcome.key, value=outcome.value, headers=outcome.headers
+                        key=outcome.key,
+                        value=outcome.value,
+                        headers=outcome.headers,
+                        timestamp=msg.timestamp or None,
                     )
+                    valid_out.inc()
                 elif outcome.kind == "dead":
-                    counters.dead += 1
-                    reason = outcome.reason or "unknown"
-                    counters.by_reason[reason] = counters.by_reason.get(reason, 0) + 1
+                    dead_letters.labels(reason=outcome.reason or "unknown").inc()
                     logger.debug("dead-lettered %s", outcome.message)
                     await dlq_topic.send(
                         key=outcome.key, value=outcome.value, headers=outcome.headers
                     )
+                    dead_out.inc()
                 else:
-                    counters.duplicates += 1
+                    duplicates.inc()
+            stage.observe((time.perf_counter() - started) / len(events))
 
     app.agent(input_topic, name="ingest")(ingest)
 
-    @app.timer(interval=max(10.0, settings.dedupe_window_s / 10))
     async def purge_seen() -> None:
         """Forget event ids older than the de-duplication window."""
         removed = dedupe.purge(now_ms=int(time.time() * 1000))
         if removed:
             logger.info("forgot %d event ids older than %.0f s", removed, settings.dedupe_window_s)
 
-    return counters
+    # Registered by a call, not as a decorator: app.timer() returns an untyped Callable.
+    app.timer(interval=max(10.0, settings.dedupe_window_s / 10))(purge_seen)

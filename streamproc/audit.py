@@ -41,9 +41,7 @@ class IngestAudit:
     @property
     def balanced(self) -> bool:
         """Input = valid + dead + duplicates, and no record is both valid and dead."""
-        return (
-            self.input_records == self.valid + self.dead + self.duplicates and self.both == 0
-        )
+        return self.input_records == self.valid + self.dead + self.duplicates and self.both == 0
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -121,10 +121,14 @@ class Settings(BaseSettings):
     agents: str = Field(
         "ingest,model", description="Agents a worker runs (comma list of ingest, model)."
     )
-    batch_size: int = Field(500, ge=1, description="Events a worker takes per batch.")
-    batch_within_s: float = Field(
-        0.05, gt=0, description="Longest wait to fill a batch, seconds."
+    consumer_session_timeout_ms: int = Field(
+        15_000,
+        ge=6_000,
+        description="Consumer group session timeout, ms: how long a crashed "
+        "worker keeps its partitions before the others take over.",
     )
+    batch_size: int = Field(500, ge=1, description="Events a worker takes per batch.")
+    batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch, seconds.")
     producer_linger_ms: int = Field(5, ge=0, description="Producer linger of the workers, ms.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of the worker and CLI."
@@ -141,7 +145,9 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often a worker measures its consumer lag, seconds."
     )
     stall_after_s: float = Field(
-        60.0, gt=0, description="A partition whose lag grows while its committed offset does "
+        60.0,
+        gt=0,
+        description="A partition whose lag grows while its committed offset does "
         "not move for this long is reported stalled, seconds.",
     )
 
@@ -156,15 +162,19 @@ class Settings(BaseSettings):
         0.9, gt=0, le=1, description="Watched fraction at or above which a session completed."
     )
     session_timeout_s: float = Field(
-        4 * 3600.0, gt=0, description="A session with no stop/complete for this long (event "
+        4 * 3600.0,
+        gt=0,
+        description="A session with no stop/complete for this long (event "
         "time) is resolved by the timeout policy, seconds.",
     )
     session_timeout_policy: Literal["abandon", "drop"] = Field(
-        "abandon", description="abandon: learn the timed-out session as not completed; "
+        "abandon",
+        description="abandon: learn the timed-out session as not completed; "
         "drop: forget its pending predictions without learning.",
     )
     snapshot_keys: SecretStr | None = Field(
-        None, description="HMAC keys for model snapshots, 'key-id:secret[,key-id:secret...]'; "
+        None,
+        description="HMAC keys for model snapshots, 'key-id:secret[,key-id:secret...]'; "
         "the first signs, any verifies. Required by the model agent.",
     )
     snapshot_every_events: int = Field(

@@ -78,8 +78,12 @@ def replay_dlq(
     from confluent_kafka import Producer
 
     schemas = load_schemas(settings.schemas_path)
-    producer = None if dry_run else Producer(
-        client_config(settings, **{"enable.idempotence": True, "acks": "all", "linger.ms": 5})
+    producer = (
+        None
+        if dry_run
+        else Producer(
+            client_config(settings, **{"enable.idempotence": True, "acks": "all", "linger.ms": 5})
+        )
     )
     failures: list[str] = []
 

@@ -24,7 +24,14 @@ EventType = Literal[
     "play", "pause", "seek", "bitrate_change", "rebuffer", "stop", "complete", "rating"
 ]
 EVENT_TYPES: tuple[EventType, ...] = (
-    "play", "pause", "seek", "bitrate_change", "rebuffer", "stop", "complete", "rating",
+    "play",
+    "pause",
+    "seek",
+    "bitrate_change",
+    "rebuffer",
+    "stop",
+    "complete",
+    "rating",
 )
 
 

@@ -91,7 +91,7 @@ class WorkerProcess:
             return ""
 
     def __enter__(self) -> WorkerProcess:
-        return self.start()
+        return self if self._proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

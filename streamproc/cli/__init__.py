@@ -18,23 +18,31 @@ from streamproc.errors import BrokerUnavailableError, LauncherError, StreamprocE
 __all__ = ["main", "root"]
 
 
+#: Command modules, each defining ``command``; listed here so that `--help` shows them all.
+_COMMANDS = (
+    "audit",
+    "consume",
+    "dlq",
+    "evaluate",
+    "kafka",
+    "lag",
+    "models",
+    "produce",
+    "replay",
+    "schemas",
+    "simulate",
+    "topics",
+    "worker",
+)
+
+
 def _register() -> None:
     # Imported here so that `streamproc --help` stays quick and each command module
     # owns its own flags.
-    from streamproc.cli import (
-        audit,
-        consume,
-        dlq,
-        kafka,
-        lag,
-        produce,
-        schemas,
-        simulate,
-        topics,
-        worker,
-    )
+    import importlib
 
-    for module in (audit, consume, dlq, kafka, lag, produce, schemas, simulate, topics, worker):
+    for name in _COMMANDS:
+        module = importlib.import_module(f"streamproc.cli.{name}")
         root.add_command(module.command)
 
 

@@ -13,8 +13,13 @@ __all__ = ["command"]
 
 @click.command("audit")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--timeout", type=float, default=120.0, show_default=True,
-              help="Seconds allowed to read each topic to its end.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Seconds allowed to read each topic to its end.",
+)
 @click.pass_context
 def command(ctx: click.Context, as_json: bool, timeout: float) -> None:
     """Check conservation: input records = valid + dead letters + duplicates.
@@ -33,8 +38,10 @@ def command(ctx: click.Context, as_json: bool, timeout: float) -> None:
         for reason, n in sorted(report.dead_by_reason.items(), key=lambda kv: -kv[1]):
             click.echo(f"  {reason:<32}{n:>8,}")
         click.echo(f"duplicates        {report.duplicates:>10,}")
-        click.echo(f"replayed copies   {report.valid_repeats + report.dead_repeats:>10,}"
-                   "  (at-least-once repeats, same event_id)")
+        click.echo(
+            f"replayed copies   {report.valid_repeats + report.dead_repeats:>10,}"
+            "  (at-least-once repeats, same event_id)"
+        )
         click.echo("balanced          " + ("yes" if report.balanced else "NO"))
     if not report.balanced:
         ctx.exit(1)

@@ -17,8 +17,13 @@ def command() -> None:
 
 
 @command.command("inspect")
-@click.option("--samples", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Samples shown per reason.")
+@click.option(
+    "--samples",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Samples shown per reason.",
+)
 @click.option("--reason", help="Only this reason (rule_violation selects every rule).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -26,9 +31,16 @@ def inspect(ctx: click.Context, samples: int, reason: str | None, as_json: bool)
     """Count dead letters by reason, with samples of each."""
     summary = inspect_dlq(settings_from(ctx), samples=samples, reason=reason)
     if as_json:
-        click.echo(orjson.dumps(
-            {"total": summary.total, "by_reason": dict(summary.by_reason),
-             "samples": summary.samples}, option=orjson.OPT_INDENT_2).decode())
+        click.echo(
+            orjson.dumps(
+                {
+                    "total": summary.total,
+                    "by_reason": dict(summary.by_reason),
+                    "samples": summary.samples,
+                },
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
         return
     click.echo(f"{summary.total:,} dead letters")
     for why, n in summary.by_reason.most_common():

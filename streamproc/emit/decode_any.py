@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fastavro import schemaless_reader
@@ -33,7 +33,8 @@ def decode_record(raw: bytes, schemas: SchemaSet) -> tuple[str, dict[str, Any]]:
             )
         except Exception as exc:
             raise EventDecodeError(f"cannot decode {writer.short_name}: {exc}") from exc
-        return writer.short_name, record
+        # The schemas are all records, so fastavro reads a dict.
+        return writer.short_name, cast(dict[str, Any], record)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -125,9 +125,7 @@ def _check(schema: Any, value: Any, path: str, record: str) -> None:
                 if name not in value:
                     if "default" in fld:
                         continue
-                    raise SchemaViolationError(
-                        sub, _describe(fld["type"]), _MISSING, record=record
-                    )
+                    raise SchemaViolationError(sub, _describe(fld["type"]), _MISSING, record=record)
                 _check(fld["type"], value[name], sub, record)
     else:  # a named type reference resolved by fastavro's parse_schema is a dict, not a str
         ok = True
@@ -141,10 +139,11 @@ def check_against_schema(version: SchemaVersion, record: Mapping[str, Any]) -> N
     >>> from streamproc.config import load_settings
     >>> from streamproc.ingest.schemas import load_schemas
     >>> prediction = load_schemas(load_settings().schemas_path).latest("Prediction")
-    >>> check_against_schema(prediction, {"event_id": 7})
-    Traceback (most recent call last):
-    ...
-    streamproc.emit.encode.SchemaViolationError: ?: Prediction field "event_id" must be string, got 7 (int)
+    >>> try:
+    ...     check_against_schema(prediction, {"event_id": 7})
+    ... except SchemaViolationError as exc:
+    ...     print(exc)
+    ?: Prediction field "event_id" must be string, got 7 (int)
     """
     _check(version.parsed, record, "", version.short_name)
 
@@ -215,8 +214,9 @@ class Encoder:
 def _refuse_non_finite(value: Any, record: str, path: str = "") -> None:
     # JSON has no NaN or infinity; orjson would write null, changing the value silently.
     if isinstance(value, float) and not math.isfinite(value):
-        raise SchemaViolationError(path, "a finite number (JSON has no NaN/inf)", value,
-                                   record=record)
+        raise SchemaViolationError(
+            path, "a finite number (JSON has no NaN/inf)", value, record=record
+        )
     if isinstance(value, Mapping):
         for k, v in value.items():
             _refuse_non_finite(v, record, f"{path}.{k}" if path else str(k))

@@ -136,8 +136,13 @@ class EventDecoder:
                 f"schema fingerprint {fp.hex()} is {writer.short_name} v{writer.version}, "
                 f"not a {self.record}"
             )
-        event = self._read_avro(raw, _HEADER_LEN, writer.parsed, writer is self._reader,
-                                f"{writer.short_name} v{writer.version}")
+        event = self._read_avro(
+            raw,
+            _HEADER_LEN,
+            writer.parsed,
+            writer is self._reader,
+            f"{writer.short_name} v{writer.version}",
+        )
         return DecodedEvent(event, writer.fingerprint_hex)
 
     def _read_avro(
@@ -152,8 +157,7 @@ class EventDecoder:
                 record = schemaless_reader(buf, writer, self._reader.parsed)
         except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError, ...
             raise EventDecodeError(
-                f"Avro body does not match its writer schema {label}: "
-                f"{type(exc).__name__}: {exc}"
+                f"Avro body does not match its writer schema {label}: {type(exc).__name__}: {exc}"
             ) from exc
         rest = len(raw) - buf.tell()
         if rest:
@@ -179,7 +183,8 @@ class EventDecoder:
         if cached is None:
             try:
                 raw_schema = self.registry_lookup(schema_id)
-                parsed = parse_schema(_strip_logical_types(raw_schema))
+                # A record schema parses to a dict (fastavro's type also admits str and list).
+                parsed = cast(dict[str, Any], parse_schema(_strip_logical_types(raw_schema)))
             except Exception as exc:
                 raise UnknownSchemaError(
                     f"Schema Registry has no usable schema with id {schema_id}: {exc}"

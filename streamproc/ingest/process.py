@@ -160,7 +160,11 @@ class IngestProcessor:
             (HEADER_WRITER, decoded.writer_fingerprint.encode()),
         ]
         return IngestOutcome(
-            "valid", event["user_id"].encode(), value, headers, event_id,
+            "valid",
+            event["user_id"].encode(),
+            value,
+            headers,
+            event_id,
             event_type=event["event_type"],
         )
 
@@ -176,12 +180,25 @@ class IngestProcessor:
         exc: EventError,
     ) -> IngestOutcome:
         value = build_dead_letter(
-            self.dead_encoder, raw, key, topic, partition, offset, timestamp_ms, now, exc,
+            self.dead_encoder,
+            raw,
+            key,
+            topic,
+            partition,
+            offset,
+            timestamp_ms,
+            now,
+            exc,
             worker=self.worker_id,
         )
         return IngestOutcome(
-            "dead", key, value, [(HEADER_SOURCE, f"{topic}:{partition}:{offset}".encode())],
-            sniff_event_id(raw), exc.reason, str(exc),
+            "dead",
+            key,
+            value,
+            [(HEADER_SOURCE, f"{topic}:{partition}:{offset}".encode())],
+            sniff_event_id(raw),
+            exc.reason,
+            str(exc),
         )
 
 

@@ -22,6 +22,8 @@ def registry_lookup_for(settings: Settings) -> SchemaLookup | None:
 
     def lookup(schema_id: int) -> dict[str, Any]:
         schema = client.get_schema(schema_id)
+        if schema.schema_str is None:  # the registry always sends it; the hints say Optional
+            raise ValueError(f"the registry returned no schema text for id {schema_id}")
         parsed: dict[str, Any] = orjson.loads(schema.schema_str)
         return parsed
 

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from fastavro import parse_schema
@@ -109,7 +109,8 @@ def _load_file(path: Path, version: int) -> SchemaVersion:
     if not isinstance(raw, dict) or raw.get("type") != "record":
         raise SchemaError(f"{path}: expected an Avro record schema at the top level")
     try:
-        parsed = parse_schema(_strip_logical_types(copy.deepcopy(raw)))
+        # A record schema parses to a dict (fastavro's return type also admits str and list).
+        parsed = cast(dict[str, Any], parse_schema(_strip_logical_types(copy.deepcopy(raw))))
         parse_schema(copy.deepcopy(raw))  # the file itself must be valid too
         canonical = to_parsing_canonical_form(raw)
     except Exception as exc:  # fastavro raises several types for a bad schema

@@ -101,7 +101,10 @@ def check_event(event: ViewingEvent, rules: QualityRules, now_ms: int | None = N
             raise InvalidEventError(name, ident, "id_required", "a non-empty string")
     if not 0.0 < duration <= rules.max_duration_s:
         raise InvalidEventError(
-            "playback.duration_s", duration, "duration_positive", f"> 0 and <= {rules.max_duration_s}"
+            "playback.duration_s",
+            duration,
+            "duration_positive",
+            f"> 0 and <= {rules.max_duration_s}",
         )
     if position < 0.0:
         raise InvalidEventError("playback.position_s", position, "position_non_negative", ">= 0")
@@ -122,13 +125,14 @@ def check_event(event: ViewingEvent, rules: QualityRules, now_ms: int | None = N
         )
     dropped = playback.get("dropped_frames")
     if dropped is not None and dropped < 0:
-        raise InvalidEventError(
-            "playback.dropped_frames", dropped, "counter_non_negative", ">= 0"
-        )
+        raise InvalidEventError("playback.dropped_frames", dropped, "counter_non_negative", ">= 0")
     bitrate = playback["bitrate_kbps"]
     if not 0 < bitrate <= rules.max_bitrate_kbps:
         raise InvalidEventError(
-            "playback.bitrate_kbps", bitrate, "bitrate_range", f"> 0 and <= {rules.max_bitrate_kbps}"
+            "playback.bitrate_kbps",
+            bitrate,
+            "bitrate_range",
+            f"> 0 and <= {rules.max_bitrate_kbps}",
         )
     if not 0.0 <= bandwidth <= rules.max_bandwidth_kbps:
         raise InvalidEventError(

@@ -8,6 +8,7 @@ record at the committed offset, read with a throw-away consumer.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -47,8 +48,8 @@ def list_groups(settings: Settings, *, timeout: float = 10.0) -> list[str]:
     """Ids of the consumer groups on the cluster."""
     admin = _admin(settings)
     try:
-        result = admin.list_consumer_groups(request_timeout=timeout).result()
-    except KafkaException as exc:
+        result = admin.list_consumer_groups(request_timeout=timeout).result(timeout=timeout + 5)
+    except (KafkaException, concurrent.futures.TimeoutError) as exc:
         raise BrokerUnavailableError(
             f"cannot list consumer groups at {settings.bootstrap_servers}: {exc}"
         ) from exc
@@ -70,8 +71,14 @@ def consumer_lag(
         try:
             described = admin.describe_consumer_groups([group], request_timeout=timeout)[
                 group
-            ].result()
+            ].result(timeout=timeout + 5)
             break
+        except concurrent.futures.TimeoutError as exc:
+            # librdkafka has been seen to leave this future unresolved: ask again.
+            if time.monotonic() > deadline:
+                raise KafkaError(f"describing group {group!r} timed out") from exc
+            admin = _admin(settings)
+            continue
         except KafkaException as exc:
             # A coordinator that moves or is still loading answers with a retriable error.
             retriable = exc.args and getattr(exc.args[0], "retriable", lambda: False)()
@@ -102,14 +109,14 @@ def consumer_lag(
     starts_spec = {TopicPartition(t, p): OffsetSpec.earliest() for t, p in wanted}
     try:
         ends = {
-            (tp.topic, tp.partition): f.result().offset
+            (tp.topic, tp.partition): f.result(timeout=timeout + 5).offset
             for tp, f in admin.list_offsets(specs, request_timeout=timeout).items()
         }
         starts = {
-            (tp.topic, tp.partition): f.result().offset
+            (tp.topic, tp.partition): f.result(timeout=timeout + 5).offset
             for tp, f in admin.list_offsets(starts_spec, request_timeout=timeout).items()
         }
-    except KafkaException as exc:
+    except (KafkaException, concurrent.futures.TimeoutError) as exc:
         raise KafkaError(f"cannot read the log-end offsets: {exc}") from exc
 
     ages: dict[tuple[str, int], float] = {}
@@ -191,8 +198,11 @@ def _record_ages(
         deadline = time.monotonic() + timeout
         while len(ages) < len(positions) and time.monotonic() < deadline:
             for msg in consumer.consume(len(positions), 0.2):
-                key = (msg.topic(), msg.partition())
-                if msg.error() is not None or key in ages:
+                topic, partition = msg.topic(), msg.partition()
+                if msg.error() is not None or topic is None or partition is None:
+                    continue
+                key = (topic, partition)
+                if key in ages:
                     continue
                 ts_type, ts = msg.timestamp()
                 if ts_type and ts > 0:

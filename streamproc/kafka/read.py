@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka import KafkaException as _KafkaException
@@ -26,7 +27,7 @@ class Record:
     timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    headers: tuple[tuple[str, bytes | None], ...]  # a header's value may be null
 
     def header(self, name: str) -> bytes | None:
         for key, value in self.headers:
@@ -97,6 +98,8 @@ def read_to_end(settings: Settings, topic: str, *, timeout: float = 60.0) -> Ite
                     continue
                 partition = msg.partition()
                 offset = msg.offset()
+                if partition is None or offset is None:  # set on every consumed message
+                    continue
                 end = remaining.get(partition)
                 if end is None or offset >= end:
                     continue
@@ -108,7 +111,8 @@ def read_to_end(settings: Settings, topic: str, *, timeout: float = 60.0) -> Ite
                     ts if ts_type else None,
                     msg.key(),
                     msg.value(),
-                    tuple(msg.headers() or ()),
+                    # A consumed message's headers are a list (never a dict) of pairs.
+                    tuple(cast("list[tuple[str, bytes | None]]", msg.headers() or [])),
                 )
                 if offset + 1 >= end:
                     del remaining[partition]

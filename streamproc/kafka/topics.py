@@ -17,6 +17,7 @@ With a replication factor of 3 or more every topic gets ``min.insync.replicas=2`
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from collections.abc import Sequence
@@ -232,7 +233,12 @@ def ensure_topics(
         )
         for spec in missing:
             try:
-                futures[spec.name].result()
+                futures[spec.name].result(timeout=timeout + 5)
+            except concurrent.futures.TimeoutError as exc:
+                raise KafkaError(
+                    f"creating topic {spec.name!r} at {settings.bootstrap_servers} did not "
+                    f"finish within {timeout + 5:.0f} s"
+                ) from exc
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
                 if isinstance(error, _RdKafkaError) and (

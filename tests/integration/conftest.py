@@ -153,3 +153,20 @@ def cli() -> Iterator[CliRunner]:
     root.handlers[:] = handlers
     root.setLevel(level)
     ours.setLevel(our_level)
+
+
+@pytest.fixture
+def spawn_worker(tmp_path: Path) -> Iterator[Any]:
+    """``spawn_worker(settings, name)`` starts a worker process; every one is reaped at teardown."""
+    from streamproc.workers import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def spawn(settings: Settings, name: str = "worker", **extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"{name}.log", extra_env).start()
+        started.append(worker)
+        return worker
+
+    yield spawn
+    for worker in started:
+        worker.kill()

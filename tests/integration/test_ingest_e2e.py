@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,7 +15,10 @@ from streamproc.kafka.lag import consumer_lag
 from streamproc.kafka.topics import ensure_topics
 from streamproc.produce import EventProducer
 from streamproc.simulate import Manifest, SimParams, simulate_events
-from streamproc.workers import WorkerProcess, wait_for_catch_up
+from streamproc.workers import wait_for_catch_up
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import SettingsFactory
 
 pytestmark = pytest.mark.integration
 
@@ -49,12 +53,18 @@ def _check_books(settings: Settings, manifest: Manifest, valid_ids: set[str]) ->
 
 def _params(seed: int) -> SimParams:
     return SimParams(
-        n_events=20_000, n_users=800, n_titles=300, seed=seed,
-        invalid_fraction=0.04, duplicate_fraction=0.015,
+        n_events=20_000,
+        n_users=800,
+        n_titles=300,
+        seed=seed,
+        invalid_fraction=0.04,
+        duplicate_fraction=0.015,
     )
 
 
-def test_every_event_accounted_for(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_every_event_accounted_for(
+    make_settings: SettingsFactory, tmp_path: Path, spawn_worker: Any
+) -> None:
     settings = make_settings(agents="ingest", snapshot_keys=SNAPSHOT_KEY, metrics_port=0)
     ensure_topics(settings)
     manifest, valid_ids = _publish(settings, _params(seed=11))
@@ -62,26 +72,29 @@ def test_every_event_accounted_for(make_settings, tmp_path: Path) -> None:  # ty
     assert manifest.counts["duplicate"] / manifest.counts["records"] >= 0.01
     assert len(manifest.invalid_by_reason) >= 5  # mixed kinds of bad input
 
-    with WorkerProcess(settings, tmp_path / "worker.log") as worker:
+    with spawn_worker(settings, "worker") as worker:
         wait_for_catch_up(settings, [settings.topic_input], timeout=240, workers=[worker])
     _check_books(settings, manifest, valid_ids)
 
 
-def test_sigkill_mid_run_loses_nothing(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_mid_run_loses_nothing(
+    make_settings: SettingsFactory, tmp_path: Path, spawn_worker: Any
+) -> None:
     settings = make_settings(agents="ingest", snapshot_keys=SNAPSHOT_KEY, metrics_port=0)
     ensure_topics(settings)
     manifest, valid_ids = _publish(settings, _params(seed=12))
     total = manifest.counts["records"]
 
-    first = WorkerProcess(settings, tmp_path / "worker-1.log").start()
+    first = spawn_worker(settings, "worker-1")
     deadline = time.monotonic() + 180
     done = 0
     while done < total * 0.3:  # kill once about a third is committed: mid-run
         assert first.alive(), first.log_tail()
         assert time.monotonic() < deadline, f"no progress: {done}/{total}\n{first.log_tail()}"
         try:
-            rows = consumer_lag(settings, settings.app_id, topics=[settings.topic_input],
-                                with_seconds=False)
+            rows = consumer_lag(
+                settings, settings.app_id, topics=[settings.topic_input], with_seconds=False
+            )
         except KafkaError:
             continue  # the coordinator may still be loading
         done = sum((r.committed or 0) for r in rows)
@@ -89,6 +102,6 @@ def test_sigkill_mid_run_loses_nothing(make_settings, tmp_path: Path) -> None:  
     first.kill()
     assert done < total, "the worker finished before it could be killed"
 
-    with WorkerProcess(settings, tmp_path / "worker-2.log") as second:
+    with spawn_worker(settings, "worker-2") as second:
         wait_for_catch_up(settings, [settings.topic_input], timeout=240, workers=[second])
     _check_books(settings, manifest, valid_ids)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Any
 
 import orjson
 import pytest
@@ -15,11 +16,11 @@ from streamproc.testing import make_viewing_event
 
 
 def _v1_event() -> dict[str, object]:
-    event = dict(make_viewing_event())
+    event: dict[str, Any] = dict(make_viewing_event())
     for key in ("seq", "experiment"):
         event.pop(key)
-    event["network"] = {k: v for k, v in event["network"].items() if k != "isp"}  # type: ignore[attr-defined]
-    event["playback"] = {k: v for k, v in event["playback"].items() if k != "dropped_frames"}  # type: ignore[attr-defined]
+    event["network"] = {k: v for k, v in event["network"].items() if k != "isp"}
+    event["playback"] = {k: v for k, v in event["playback"].items() if k != "dropped_frames"}
     return event
 
 
@@ -119,17 +120,22 @@ def test_json_event_gets_defaults_and_iso_time(schemas: SchemaSet) -> None:
 
 
 def test_json_wrong_type_names_the_field(schemas: SchemaSet) -> None:
-    event = dict(make_viewing_event())
-    event["playback"] = dict(event["playback"], bitrate_kbps="fast")  # type: ignore[call-overload]
-    with pytest.raises(SchemaViolationError, match='"playback.bitrate_kbps" must be int, got .fast.') as info:
+    event: dict[str, Any] = dict(make_viewing_event())
+    event["playback"] = dict(event["playback"], bitrate_kbps="fast")
+    with pytest.raises(
+        SchemaViolationError, match=r'"playback.bitrate_kbps" must be int, got .fast.'
+    ) as info:
         EventDecoder(schemas).decode(orjson.dumps(event))
     assert info.value.reason == "schema_violation"
 
 
 def test_json_missing_required_field(schemas: SchemaSet) -> None:
     event = dict(make_viewing_event())
-    del event["user_id"]  # type: ignore[misc]
-    with pytest.raises(SchemaViolationError, match=r'"user_id" must be string, got nothing \(the field is missing\)'):
+    del event["user_id"]
+    with pytest.raises(
+        SchemaViolationError,
+        match=r'"user_id" must be string, got nothing \(the field is missing\)',
+    ):
         EventDecoder(schemas).decode(orjson.dumps(event))
 
 
@@ -148,5 +154,5 @@ def test_malformed_json(schemas: SchemaSet, raw: bytes) -> None:
 def test_json_encoder_refuses_nan(schemas: SchemaSet) -> None:
     event = make_viewing_event()
     event["network"]["rtt_ms"] = math.nan
-    with pytest.raises(SchemaViolationError, match="network.rtt_ms"):
+    with pytest.raises(SchemaViolationError, match=r"network.rtt_ms"):
         Encoder.for_record(schemas, "ViewingEvent", "json").encode(event)

@@ -50,16 +50,26 @@ def test_dead_letter_carries_everything(settings: Settings, schemas: SchemaSet) 
     assert name == "DeadLetter"
     assert letter["payload"] == raw and letter["key"] == b"user"
     assert (letter["source_topic"], letter["source_partition"], letter["source_offset"]) == (
-        "viewing-events", 3, 1207,
+        "viewing-events",
+        3,
+        1207,
     )
     assert letter["source_timestamp"] == 99
     assert letter["event_id"] == event["event_id"]
-    assert letter["message"].startswith("viewing-events[3]@1207: field \"playback.position_s\"")
+    assert letter["message"].startswith('viewing-events[3]@1207: field "playback.position_s"')
 
 
 def test_garbage_never_raises(settings: Settings, schemas: SchemaSet) -> None:
     proc, _ = _processor(settings, schemas)
-    for raw in (None, b"", b"\xc3\x01", b"\x00\x01", b"{", b"\xff" * 100, b"\xc3\x01" + b"\x00" * 80):
+    for raw in (
+        None,
+        b"",
+        b"\xc3\x01",
+        b"\x00\x01",
+        b"{",
+        b"\xff" * 100,
+        b"\xc3\x01" + b"\x00" * 80,
+    ):
         out = proc.process(raw, None, "in", 0, 1, None)
         assert out.kind == "dead" and out.reason
 

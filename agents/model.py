@@ -1,0 +1,406 @@
+"""Model agent: viewing-events-valid -> predictions, learning from each resolved session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import faust
+import orjson
+
+from streamproc.config import Settings
+from streamproc.emit.encode import Encoder
+from streamproc.errors import EventError, SnapshotError
+from streamproc.ingest.decode import EventDecoder
+from streamproc.ingest.process import HEADER_WRITER, build_dead_letter
+from streamproc.ingest.schemas import load_schemas
+from streamproc.kafka.clients import client_config
+from streamproc.learning.partition import PartitionLearner
+from streamproc.learning.specs import get_model_specs
+from streamproc.metrics import StreamprocMetrics
+from streamproc.registry.restore import SHARED_MODEL, RestoredPartition, restore_partitions
+from streamproc.registry.snapshots import SnapshotMeta, encode_snapshot
+from streamproc.registry.store import signer_from
+
+__all__ = ["ModelRuntime", "register_model"]
+
+logger = logging.getLogger(__name__)
+
+
+class ModelRuntime:
+    """The per-partition learners of this worker, their snapshots and serving versions."""
+
+    def __init__(self, app: faust.App, settings: Settings, metrics: StreamprocMetrics) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+        self.schemas = load_schemas(settings.schemas_path)
+        self.signer = signer_from(settings)
+        self.specs = get_model_specs(settings.models)
+        self.decoder = EventDecoder(self.schemas, max_bytes=1 << 30)
+        self.prediction_encoder = Encoder.for_record(
+            self.schemas, "Prediction", settings.output_format, check=False
+        )
+        self.dead_encoder = Encoder.for_record(
+            self.schemas, "DeadLetter", settings.output_format, check=False
+        )
+        self.learners: dict[int, PartitionLearner] = {}
+        self.next_offset: dict[int, int] = {}
+        self.since_snapshot: dict[int, int] = {}
+        self.last_snapshot: dict[int, float] = {}
+        self.serving: dict[str, int] = {}
+        self._control_consumer: Any = None
+        self._controls: dict[str, int] = {}
+        self._raw_snapshots: dict[str, bytes] = {}
+        self.snapshot_topic = app.topic(
+            settings.topic_snapshots, key_serializer="raw", value_serializer="raw"
+        )
+
+    def new_learner(self) -> PartitionLearner:
+        s = self.settings
+        labels = self.metrics.labels_resolved
+        return PartitionLearner(
+            self.specs,
+            completion_threshold=s.completion_threshold,
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            timeout_policy=s.session_timeout_policy,
+            seed=s.seed,
+            on_label=lambda label: labels.labels(model=label.model).inc(),
+        )
+
+    async def ensure(self, first_offsets: dict[int, int]) -> None:
+        """Create or restore the learners of partitions seen for the first time."""
+        missing = {p: o for p, o in first_offsets.items() if p not in self.learners}
+        if not missing:
+            return
+        restored: dict[int, RestoredPartition] = await asyncio.to_thread(
+            restore_partitions,
+            self.settings,
+            self.schemas,
+            self.signer,
+            missing,
+            self.new_learner,
+            self._refused,
+        )
+        for partition, result in restored.items():
+            self.learners[partition] = result.learner
+            self.next_offset[partition] = result.next_offset
+            self.since_snapshot[partition] = 0
+            self.last_snapshot[partition] = time.monotonic()
+            self.serving.update(result.learner.versions)
+            for model, version in result.learner.versions.items():
+                self.metrics.model_version.labels(model=model, partition=str(partition)).set(
+                    version
+                )
+            logger.info(
+                "partition %d: %s (replayed %d events to catch up, versions %s)",
+                partition,
+                "restored from snapshot" if result.from_snapshot else "fresh models",
+                result.replayed,
+                result.learner.versions,
+            )
+
+    def _refused(self, key: str, exc: SnapshotError) -> None:
+        parts = key.split("/")
+        model = parts[1] if len(parts) > 1 else "unknown"
+        text = str(exc)
+        reason = (
+            "bad_signature"
+            if "signature" in text or "unsigned" in text or "key id" in text
+            else "corrupt"
+        )
+        self.metrics.snapshots_refused.labels(model=model, reason=reason).inc()
+        logger.warning("refused snapshot %s: %s", key, exc)
+
+    async def snapshot(self, partitions: Sequence[int], *, reason: str) -> None:
+        """Write signed snapshots of every model and the shared state of ``partitions``."""
+        if not partitions:
+            return
+        # Predictions sent before a snapshot must be durable before it is, so that a restart
+        # from the snapshot never skips an event whose prediction was lost.
+        await self.app.producer.flush()
+        for partition in partitions:
+            learner = self.learners.get(partition)
+            if learner is None:
+                continue
+            offsets = {f"{self.settings.topic_valid}:{partition}": self.next_offset[partition]}
+            metrics = learner.metrics()
+            states: list[tuple[str, int, Any, dict[str, float]]] = [
+                (SHARED_MODEL, 1, learner.export_shared(), {})
+            ]
+            for name, version in learner.versions.items():
+                states.append((name, version, learner.export_model(name), metrics.get(name, {})))
+            for name, version, state, model_metrics in states:
+                meta = SnapshotMeta(
+                    model=name,
+                    partition=partition,
+                    version=version,
+                    events_seen=learner.events_seen,
+                    source_offsets=offsets,
+                    metrics={k: float(v) for k, v in model_metrics.items()},
+                    namespace=self.settings.model_namespace,
+                )
+                key, value = encode_snapshot(meta, state, self.signer, self.schemas)
+                await self.snapshot_topic.send(key=key, value=value)
+                if name != SHARED_MODEL:
+                    self.metrics.snapshots_written.labels(model=name).inc()
+            self.since_snapshot[partition] = 0
+            self.last_snapshot[partition] = time.monotonic()
+        await self.app.producer.flush()
+        logger.info("snapshot of partitions %s (%s)", sorted(partitions), reason)
+
+    def due(self) -> list[int]:
+        now = time.monotonic()
+        s = self.settings
+        return [
+            p
+            for p in self.learners
+            if self.since_snapshot[p] >= s.snapshot_every_events
+            or (self.since_snapshot[p] and now - self.last_snapshot[p] >= s.snapshot_every_s)
+        ]
+
+    def poll_controls(self) -> dict[str, int]:
+        """New serving versions named by control records since the last poll (blocking)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        from streamproc.registry.store import CONTROL_PREFIX
+
+        if self._control_consumer is None:
+            consumer = Consumer(
+                client_config(
+                    self.settings,
+                    **{
+                        "group.id": "streamproc-control",
+                        "enable.auto.commit": False,
+                        "auto.offset.reset": "earliest",
+                    },
+                )
+            )
+            meta = consumer.list_topics(self.settings.topic_snapshots, timeout=10.0)
+            tmeta = meta.topics.get(self.settings.topic_snapshots)
+            if tmeta is None or tmeta.error is not None:
+                consumer.close()
+                return {}
+            consumer.assign(
+                [TopicPartition(self.settings.topic_snapshots, p, 0) for p in tmeta.partitions]
+            )
+            self._control_consumer = consumer
+        prefix = f"{CONTROL_PREFIX}{self.settings.model_namespace}/"
+        changes: dict[str, int] = {}
+        for msg in self._control_consumer.consume(1000, 0.2):
+            if msg.error() is not None or msg.key() is None:
+                continue
+            key = msg.key().decode("utf-8", "replace")
+            if key.startswith(prefix):
+                try:
+                    wanted = orjson.loads(msg.value() or b"{}").get("serve_version")
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(wanted, int):
+                    self._controls[key[len(prefix) :]] = wanted
+            elif not key.startswith(CONTROL_PREFIX) and msg.value():
+                self._raw_snapshots[key] = msg.value()
+        for model, version in self._controls.items():
+            if self.serving.get(model) != version:
+                changes[model] = version
+        return changes
+
+    def apply_serving(self, changes: dict[str, int]) -> None:
+        """Switch every owned partition of each changed model to its serving version."""
+        from streamproc.registry.snapshots import decode_snapshot, snapshot_key
+
+        for model, version in changes.items():
+            switched = []
+            for partition, learner in self.learners.items():
+                if model not in learner.versions or learner.versions[model] == version:
+                    continue
+                key = snapshot_key(self.settings.model_namespace, model, partition, version)
+                raw = self._raw_snapshots.get(key)
+                if raw is None:
+                    logger.warning(
+                        "no snapshot %s to serve; partition %d keeps v%d",
+                        key,
+                        partition,
+                        learner.versions[model],
+                    )
+                    continue
+                try:
+                    snap = decode_snapshot(raw, self.signer, self.schemas)
+                except SnapshotError as exc:
+                    self._refused(key, exc)
+                    continue
+                learner.import_model(model, snap.state, version)
+                self.metrics.model_version.labels(model=model, partition=str(partition)).set(
+                    version
+                )
+                switched.append(partition)
+            self.serving[model] = version
+            if switched:
+                logger.warning("%s: now serving v%d on partitions %s", model, version, switched)
+
+    def publish_quality(self) -> None:
+        """Set the model-quality gauges: each metric averaged over this worker's partitions."""
+        sums: dict[tuple[str, int, str], list[float]] = {}
+        for learner in self.learners.values():
+            versions = learner.versions
+            for model, values in learner.metrics().items():
+                if values.get("labels", 0.0) < 1:
+                    continue
+                for name, value in values.items():
+                    if name != "labels" and math.isfinite(value):
+                        sums.setdefault((model, versions[model], name), []).append(value)
+        for (model, version, name), found in sums.items():
+            metric, window = (name[:-7], "recent") if name.endswith("_recent") else (name, "all")
+            self.metrics.model_quality.labels(
+                model=model, version=str(version), metric=metric, window=window
+            ).set(sum(found) / len(found))
+
+    def drop(self, partitions: Sequence[int]) -> None:
+        for p in partitions:
+            self.learners.pop(p, None)
+            self.next_offset.pop(p, None)
+            for model in self.serving:
+                with contextlib.suppress(KeyError):  # no series for it yet
+                    self.metrics.model_version.remove(model, str(p))
+
+
+def _writer_fingerprint(headers: Any) -> str:
+    """The input record's writer-schema fingerprint, from the header the ingest agent sets."""
+    pairs = headers.items() if isinstance(headers, dict) else (headers or ())
+    for key, value in pairs:
+        if key == HEADER_WRITER and isinstance(value, bytes):
+            return value.decode()
+    return "unknown"
+
+
+def register_model(app: faust.App, settings: Settings, metrics: StreamprocMetrics) -> None:
+    """Declare the model agent on ``app``."""
+    runtime = ModelRuntime(app, settings, metrics)
+    app.model_runtime = runtime  # type: ignore[attr-defined]
+    for spec in runtime.specs:
+        metrics.declare_model(
+            spec.name,
+            drift_kinds=("concept", "data", "label"),
+            refusal_reasons=("bad_signature", "corrupt"),
+        )
+    records_in = metrics.records_in.labels(topic=settings.topic_valid)
+    predictions_out = metrics.records_out.labels(topic=settings.topic_predictions)
+    stage = metrics.stage_seconds.labels(stage="model")
+    to_prediction = metrics.event_to_prediction_seconds
+    latency_hist = metrics.process_latency_seconds
+    predictions_by_model = {s.name: metrics.predictions.labels(model=s.name) for s in runtime.specs}
+    valid_topic = app.topic(settings.topic_valid, key_serializer="raw", value_serializer="raw")
+    predictions_topic = app.topic(
+        settings.topic_predictions, key_serializer="raw", value_serializer="raw"
+    )
+    dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+    encode_prediction: Callable[[dict[str, Any]], bytes] = runtime.prediction_encoder.encode
+
+    async def score(stream: faust.StreamT[Any]) -> None:
+        """Predict at each play; learn when sessions end."""
+        # Faust hands agents a faust.Stream; its StreamT interface does not declare take_events.
+        batches = cast("faust.Stream[Any]", stream).take_events(
+            settings.batch_size, within=settings.batch_within_s
+        )
+        async for events in batches:
+            started = time.perf_counter()
+            records_in.inc(len(events))
+            first: dict[int, int] = {}
+            for event in events:
+                first.setdefault(event.message.partition, event.message.offset)
+            await runtime.ensure(first)
+            for event in events:
+                msg = event.message
+                partition, offset = msg.partition, msg.offset
+                if offset < runtime.next_offset.get(partition, 0):
+                    continue  # already covered by the restored snapshot
+                learner = runtime.learners[partition]
+                runtime.next_offset[partition] = offset + 1
+                runtime.since_snapshot[partition] += 1
+                try:
+                    decoded = runtime.decoder.decode(msg.value or b"")
+                    outs = learner.process(decoded.event)
+                except EventError as exc:
+                    exc.at(f"{msg.topic}[{partition}]@{offset}")
+                    metrics.dead_letters.labels(reason=exc.reason).inc()
+                    logger.warning("model stage rejected %s", exc)
+                    value = build_dead_letter(
+                        runtime.dead_encoder,
+                        msg.value,
+                        msg.key,
+                        msg.topic,
+                        partition,
+                        offset,
+                        int(msg.timestamp * 1000) if msg.timestamp else None,
+                        int(time.time() * 1000),
+                        exc,
+                    )
+                    await dlq_topic.send(key=msg.key, value=value)
+                    continue
+                if not outs:
+                    continue
+                now = time.time()
+                now_ms = int(now * 1000)
+                latency = max(0.0, now - msg.timestamp) if msg.timestamp else 0.0
+                fingerprint = _writer_fingerprint(msg.headers)
+                for out in outs:
+                    record = {
+                        "event_id": out.event_id,
+                        "session_id": out.session_id,
+                        "user_id": out.user_id,
+                        "title_id": out.title_id,
+                        "model": out.model,
+                        "model_version": out.model_version,
+                        "score": out.score,
+                        "scores": out.scores,
+                        "shadow": out.shadow,
+                        "partition": partition,
+                        "event_time": out.event_time,
+                        "predicted_at": now_ms,
+                        "latency_s": latency,
+                        "input_fingerprint": fingerprint,
+                    }
+                    await predictions_topic.send(key=msg.key, value=encode_prediction(record))
+                    predictions_by_model[out.model].inc()
+                    predictions_out.inc()
+                    to_prediction.observe(max(0.0, now - out.event_time / 1000))
+                latency_hist.observe(latency)
+            stage.observe((time.perf_counter() - started) / len(events))
+            due = runtime.due()
+            if due:
+                await runtime.snapshot(due, reason="interval")
+
+    app.agent(valid_topic, name="score")(score)
+
+    async def follow_controls() -> None:
+        """Serve the model versions the control records name (rollback, promotion)."""
+        changes = await asyncio.to_thread(runtime.poll_controls)
+        if changes:
+            runtime.apply_serving(changes)
+
+    # Registered by calls, not decorators: app.timer() returns an untyped Callable.
+    app.timer(interval=2.0)(follow_controls)
+
+    async def publish_quality() -> None:
+        runtime.publish_quality()
+
+    app.timer(interval=2.0)(publish_quality)
+
+    async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
+        mine = [tp.partition for tp in revoked if tp.topic == settings.topic_valid]
+        mine = [p for p in mine if p in runtime.learners]
+        if mine:
+            await runtime.snapshot(mine, reason="partitions revoked")
+            runtime.drop(mine)
+
+    async def on_shutdown(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        await runtime.snapshot(list(runtime.learners), reason="shutdown")
+
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode types handlers as a union mypy cannot match
+    app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]  # mode types handlers as a union mypy cannot match

@@ -1,0 +1,1 @@
+"""Model registry: versioned, HMAC-signed model snapshots on a compacted topic."""

@@ -1,0 +1,205 @@
+"""Versioned, signed model snapshots: encode, verify and read them on the compacted topic.
+
+Each snapshot is a ``ModelSnapshot`` Avro record (``schemas/model_snapshot``) keyed by
+``<namespace>/<model>/<partition>/v<version>``: compaction keeps the newest snapshot of every
+version, so older versions stay available for rollback. The signature is HMAC-SHA256 over a
+canonical rendering of the metadata and the model bytes (see :mod:`.signing`); a snapshot is
+unpickled only after it verifies.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+from fastavro import schemaless_reader, schemaless_writer
+
+from streamproc.emit.encode import SINGLE_OBJECT_MARKER
+from streamproc.errors import SnapshotError
+from streamproc.ingest.schemas import SchemaSet
+from streamproc.registry.signing import Signer
+
+__all__ = [
+    "Snapshot",
+    "SnapshotMeta",
+    "decode_snapshot",
+    "encode_snapshot",
+    "latest_snapshots",
+    "snapshot_key",
+]
+
+logger = logging.getLogger(__name__)
+
+_DOMAIN = b"streamproc-snapshot-v1\n"
+
+
+def snapshot_key(namespace: str, model: str, partition: int, version: int) -> str:
+    """The compaction key of a snapshot.
+
+    >>> snapshot_key("live", "engagement", 3, 2)
+    'live/engagement/3/v2'
+    """
+    return f"{namespace}/{model}/{partition}/v{version}"
+
+
+@dataclass(frozen=True)
+class SnapshotMeta:
+    """What a snapshot is and what it covers."""
+
+    model: str
+    partition: int
+    version: int
+    events_seen: int
+    source_offsets: dict[str, int]  # "topic:partition" -> next offset not yet covered
+    metrics: dict[str, float] = field(default_factory=dict)
+    namespace: str = "live"
+    created_at: int = 0  # epoch ms; 0 = now, at encoding
+
+    @property
+    def key(self) -> str:
+        return snapshot_key(self.namespace, self.model, self.partition, self.version)
+
+    def _signed_part(self, created_at: int, fmt: str) -> bytes:
+        return orjson.dumps(
+            {
+                "model": self.model,
+                "namespace": self.namespace,
+                "partition": self.partition,
+                "version": self.version,
+                "created_at": created_at,
+                "events_seen": self.events_seen,
+                "source_offsets": self.source_offsets,
+                "metrics": self.metrics,
+                "format": fmt,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A verified snapshot: its metadata and the unpickled state."""
+
+    meta: SnapshotMeta
+    state: Any
+    key_id: str
+
+
+def encode_snapshot(
+    meta: SnapshotMeta, state: Any, signer: Signer, schemas: SchemaSet
+) -> tuple[bytes, bytes]:
+    """``(key, value)`` of a snapshot record carrying ``state`` (pickled) signed by ``signer``."""
+    model_bytes = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    created_at = meta.created_at or int(time.time() * 1000)
+    signature = signer.sign(_DOMAIN + meta._signed_part(created_at, "pickle") + b"\n" + model_bytes)
+    version = schemas.latest("ModelSnapshot")
+    record = {
+        "model": meta.model,
+        "namespace": meta.namespace,
+        "partition": meta.partition,
+        "version": meta.version,
+        "created_at": created_at,
+        "events_seen": meta.events_seen,
+        "source_offsets": meta.source_offsets,
+        "metrics": meta.metrics,
+        "format": "pickle",
+        "model_bytes": model_bytes,
+        "signature": signature,
+    }
+    buf = io.BytesIO()
+    buf.write(SINGLE_OBJECT_MARKER + version.fingerprint)
+    schemaless_writer(buf, version.parsed, record)
+    return meta.key.encode(), buf.getvalue()
+
+
+def read_snapshot_record(raw: bytes, schemas: SchemaSet) -> dict[str, Any]:
+    """The ModelSnapshot record in ``raw``, not yet verified (never unpickled here)."""
+    if raw[:2] != SINGLE_OBJECT_MARKER:
+        raise SnapshotError("not a single-object Avro record (expected marker c3 01)")
+    writer = schemas.by_fingerprint.get(raw[2:10])
+    if writer is None or writer.short_name != "ModelSnapshot":
+        raise SnapshotError(f"schema fingerprint {raw[2:10].hex()} is not a ModelSnapshot")
+    try:
+        # A record schema always decodes to a dict.
+        record = cast(
+            dict[str, Any],
+            schemaless_reader(
+                io.BytesIO(raw[10:]), writer.parsed, schemas.latest("ModelSnapshot").parsed
+            ),
+        )
+    except Exception as exc:
+        raise SnapshotError(f"corrupt snapshot record: {type(exc).__name__}: {exc}") from exc
+    return record
+
+
+def decode_snapshot(raw: bytes, signer: Signer, schemas: SchemaSet) -> Snapshot:
+    """Verify and unpickle a snapshot record.
+
+    Raises
+    ------
+    SnapshotError
+        If the record is corrupt, unsigned, signed with an unknown key or altered. The
+        model bytes are never unpickled in that case.
+    """
+    record = read_snapshot_record(raw, schemas)
+    meta = SnapshotMeta(
+        model=record["model"],
+        partition=record["partition"],
+        version=record["version"],
+        events_seen=record["events_seen"],
+        source_offsets=dict(record["source_offsets"]),
+        metrics=dict(record["metrics"]),
+        namespace=record["namespace"],
+        created_at=record["created_at"],
+    )
+    if record["format"] != "pickle":
+        raise SnapshotError(f"snapshot {meta.key}: unsupported format {record['format']!r}")
+    message = _DOMAIN + meta._signed_part(meta.created_at, record["format"]) + b"\n"
+    try:
+        key_id = signer.verify(message + record["model_bytes"], record["signature"])
+    except SnapshotError as exc:
+        raise SnapshotError(f"snapshot {meta.key} refused: {exc}") from None
+    try:
+        state = pickle.loads(record["model_bytes"])
+    except Exception as exc:
+        raise SnapshotError(f"snapshot {meta.key}: cannot unpickle: {exc}") from exc
+    return Snapshot(meta, state, key_id)
+
+
+def latest_snapshots(
+    records: Iterable[tuple[bytes | None, bytes | None]],
+    signer: Signer,
+    schemas: SchemaSet,
+    *,
+    on_refused: Any = None,
+) -> dict[str, Snapshot]:
+    """The newest verified snapshot per key among ``(key, value)`` records in topic order.
+
+    Refused snapshots are reported to ``on_refused(key, error)`` and skipped, so the last
+    good version stays in place.
+    """
+    latest: dict[str, Snapshot] = {}
+    for key, value in records:
+        if key is None or value is None:
+            continue
+        name = key.decode("utf-8", "replace")
+        try:
+            snap = decode_snapshot(value, signer, schemas)
+        except SnapshotError as exc:
+            logger.warning("refused snapshot %s: %s", name, exc)
+            if on_refused is not None:
+                on_refused(name, exc)
+            continue
+        if snap.meta.key != name:
+            logger.warning("refused snapshot %s: its metadata names %s", name, snap.meta.key)
+            if on_refused is not None:
+                on_refused(name, SnapshotError(f"key {name} does not match {snap.meta.key}"))
+            continue
+        latest[name] = snap
+    return latest
