@@ -8,7 +8,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup kafka-jars lint format typecheck unit test integration demo clean distclean
+
+.PHONY: help setup tools kafka-jars lint format typecheck unit test integration demo clean distclean
 
 help:
 	@echo "make demo    start local Kafka, a worker and the simulator; show the results"
@@ -24,7 +25,16 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	@touch $(STAMP)
 
-setup: $(STAMP) kafka-jars
+setup: $(STAMP) kafka-jars tools
+
+# promtool checks the alert rules; Debian's prometheus package ships it.
+tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	}
 
 kafka-jars: $(STAMP)
 	$(BIN)/streamproc kafka fetch
