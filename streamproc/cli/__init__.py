@@ -22,6 +22,7 @@ __all__ = ["main", "root"]
 _COMMANDS = (
     "audit",
     "consume",
+    "demo",
     "dlq",
     "evaluate",
     "kafka",
