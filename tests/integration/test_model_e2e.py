@@ -195,12 +195,14 @@ def test_rollback_switches_served_version_and_is_recorded(
         assert producer.flush(30) == 0
         set_serving_version(settings, "engagement", 2, action="manual_promote")
         time.sleep(6)  # workers follow control records within seconds
-        _publish(settings, 1_500, seed=24)
+        promoted = {s.play_event_id for s in _publish(settings, 1_500, seed=24).sessions}
         _catch_up(settings, worker)
         served = Counter(
-            p["model_version"] for p in _predictions(settings) if p["model"] == "engagement"
+            p["model_version"]
+            for p in _predictions(settings)
+            if p["model"] == "engagement" and p["event_id"] in promoted
         )
-        assert served[2] > 0
+        assert set(served) == {2}, served
 
         # The operator's command, run as a user runs it.
         done = subprocess.run(
@@ -224,11 +226,13 @@ def test_rollback_switches_served_version_and_is_recorded(
         assert done.returncode == 0, done.stderr
         assert "serving v1" in done.stdout
         time.sleep(6)
-        before = len(_predictions(settings))
-        _publish(settings, 1_500, seed=25)
+        rolled_back = {s.play_event_id for s in _publish(settings, 1_500, seed=25).sessions}
         _catch_up(settings, worker)
-        after = _predictions(settings)[before:]
-        versions = Counter(p["model_version"] for p in after if p["model"] == "engagement")
+        versions = Counter(
+            p["model_version"]
+            for p in _predictions(settings)
+            if p["model"] == "engagement" and p["event_id"] in rolled_back
+        )
         assert versions and set(versions) == {1}, versions
 
     signals = [
