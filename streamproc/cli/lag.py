@@ -52,7 +52,10 @@ def collect_lag(
         groups = [wanted]
     rows: list[PartitionLag] = []
     for name in groups:
-        rows.extend(consumer_lag(settings, name, timeout=timeout))
+        # The workers' own group: always the topics its agents consume, even when no worker
+        # is running (then every partition shows what is waiting).
+        topics = [settings.topic_input, settings.topic_valid] if name == settings.app_id else None
+        rows.extend(consumer_lag(settings, name, topics=topics, timeout=timeout))
     return rows
 
 

@@ -92,7 +92,9 @@ def consumer_lag(
             owners[(tp.topic, tp.partition)] = member.member_id
 
     if topics is None:
-        topics = sorted({t for t, _ in owners})
+        # Faust reads its internal topics (table changelogs, the assignor's leader topic)
+        # without committing offsets: their "lag" would be the whole topic, so leave them out.
+        topics = sorted({t for t, _ in owners if not _is_faust_internal(t)})
     metadata = admin.list_topics(timeout=timeout)
     partitions: list[tuple[str, int]] = []
     for topic in topics:
@@ -144,6 +146,10 @@ def consumer_lag(
             )
         )
     return rows
+
+
+def _is_faust_internal(topic: str) -> bool:
+    return topic.endswith("-changelog") or "__assignor-__leader" in topic
 
 
 def _committed(
