@@ -40,12 +40,12 @@ kafka-jars: $(STAMP)
 	$(BIN)/streamproc kafka fetch
 
 lint: $(STAMP)
-	$(BIN)/ruff check streamproc agents tests benchmarks
-	$(BIN)/ruff format --check streamproc agents tests benchmarks
+	$(BIN)/ruff check streamproc agents tests
+	$(BIN)/ruff format --check streamproc agents tests
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix streamproc agents tests benchmarks
-	$(BIN)/ruff format streamproc agents tests benchmarks
+	$(BIN)/ruff check --fix streamproc agents tests
+	$(BIN)/ruff format streamproc agents tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
