@@ -27,13 +27,20 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: $(STAMP) kafka-jars tools
 
-# promtool checks the alert rules; Debian's prometheus package ships it.
+# promtool checks the alert rules; Debian's prometheus package ships it. chromium renders the
+# worker's /status page in tests/integration/test_status_page.py (headless).
 tools:
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing promtool (Debian package prometheus)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	}
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian package chromium, for the status-page test)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	}
 
 kafka-jars: $(STAMP)

@@ -35,8 +35,12 @@ def attach_observability(
     source = set(consumed)
 
     def owned() -> set[tuple[str, int]]:
+        # Called from the server's thread too: never create the consumer from here.
+        consumer = getattr(app, "_consumer", None)
+        if consumer is None:
+            return set()
         try:
-            assignment = app.consumer.assignment()
+            assignment = consumer.assignment()
         except Exception:  # the consumer is not started yet
             return set()
         return {(tp.topic, tp.partition) for tp in assignment if tp.topic in source}
@@ -62,9 +66,8 @@ def attach_observability(
     )
 
     async def start_observing() -> None:
-        if server is not None:
-            server.start()
-            logger.info("metrics and status at %s", server.url)
+        # Faust starts tasks after the first assignment; the server is already up by then
+        # (started by the worker before Faust, so /health and /ready answer during start-up).
         metrics.worker_up.set(1)
         await monitor.run()
 
@@ -89,4 +92,5 @@ def attach_observability(
     app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]  # mode types handlers as a union mypy cannot match
     app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]  # mode types handlers as a union mypy cannot match
 
+    app.status_server = server  # type: ignore[attr-defined]
     return server

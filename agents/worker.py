@@ -19,5 +19,13 @@ def run_worker(settings: Settings) -> None:
     """Start a worker and block until it is stopped (SIGINT/SIGTERM)."""
     wait_for_broker(settings, timeout=30.0)
     app = create_app(settings)
+    server = getattr(app, "status_server", None)
+    if server is not None:
+        server.start()
+        logger.info("metrics and status at %s", server.url)
     worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if server is not None:
+            server.stop()

@@ -91,11 +91,23 @@ def consumer_lag(
         for tp in (assignment.topic_partitions if assignment else None) or []:
             owners[(tp.topic, tp.partition)] = member.member_id
 
+    metadata = admin.list_topics(timeout=timeout)
     if topics is None:
+        # The topics the members own now, plus those the group committed on: a group whose
+        # consumers are all gone (stopped or crashed workers, when lag matters most) has no
+        # members, and kafka-consumer-groups --describe still lists its committed offsets.
         # Faust reads its internal topics (table changelogs, the assignor's leader topic)
         # without committing offsets: their "lag" would be the whole topic, so leave them out.
-        topics = sorted({t for t, _ in owners if not _is_faust_internal(t)})
-    metadata = admin.list_topics(timeout=timeout)
+        candidates = [
+            (name, p)
+            for name, tmeta in metadata.topics.items()
+            if not name.startswith("__") and tmeta.error is None
+            for p in tmeta.partitions
+        ]
+        committed_on = {t for t, _ in _committed(settings, group, candidates, timeout)}
+        topics = sorted(
+            {t for t in {t for t, _ in owners} | committed_on if not _is_faust_internal(t)}
+        )
     partitions: list[tuple[str, int]] = []
     for topic in topics:
         tmeta = metadata.topics.get(topic)

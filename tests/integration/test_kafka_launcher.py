@@ -212,7 +212,15 @@ def test_three_brokers_keep_acks_all_writes_when_the_leader_dies(
     assert ensure_topics(settings, [spec]) == [(spec.name, "created")]
 
     admin = AdminClient(client_config(settings))
-    partitions = admin.list_topics(spec.name, timeout=10).topics[spec.name].partitions
+    # Any broker may answer; wait until the new topic's metadata has reached the one that does.
+    deadline = time.monotonic() + 30
+    while True:
+        topic = admin.list_topics(spec.name, timeout=10).topics.get(spec.name)
+        partitions = topic.partitions if topic is not None else {}
+        if len(partitions) == spec.partitions and all(p.leader >= 0 for p in partitions.values()):
+            break
+        assert time.monotonic() < deadline, f"metadata of {spec.name} incomplete: {partitions}"
+        time.sleep(0.2)
     assert all(len(p.replicas) == 3 for p in partitions.values())
     leader = partitions[0].leader
 
