@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import reprlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -33,11 +34,25 @@ class SchemaViolationError(EventError):
 
     def __init__(self, path: str, expected: str, value: object, *, record: str) -> None:
         self.path, self.expected, self.value = path, expected, value
-        shown = repr(value)
+        shown = _short_repr(value)
         if len(shown) > 80:
             shown = shown[:77] + "..."
         kind = "" if isinstance(value, _Missing) else f" ({type(value).__name__})"
         super().__init__(f'{record} field "{path}" must be {expected}, got {shown}{kind}')
+
+
+# Containers are shown a few levels deep only: JSON input may nest up to orjson's limit of
+# 1024 levels, deeper than the recursion limit of the plain repr() (RecursionError).
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = 8
+_REPR.maxdict = 4
+
+
+def _short_repr(value: object) -> str:
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        return _REPR.repr(value)
+    return repr(value)
 
 
 class _Missing:

@@ -183,12 +183,19 @@ class EventDecoder:
         if cached is None:
             try:
                 raw_schema = self.registry_lookup(schema_id)
-                # A record schema parses to a dict (fastavro's type also admits str and list).
-                parsed = cast(dict[str, Any], parse_schema(_strip_logical_types(raw_schema)))
+                parsed_any = parse_schema(_strip_logical_types(raw_schema))
             except Exception as exc:
                 raise UnknownSchemaError(
                     f"Schema Registry has no usable schema with id {schema_id}: {exc}"
                 ) from exc
+            # Any schema id of the registry can be named by a record, e.g. a primitive "string"
+            # (parsed to a str) or a union (a list): only a record schema can be a ViewingEvent.
+            if not isinstance(parsed_any, dict) or parsed_any.get("type") != "record":
+                raise UnknownSchemaError(
+                    f"schema id {schema_id} is not a record schema ({_describe_schema(parsed_any)})"
+                    f", not a {self.record}"
+                )
+            parsed = cast(dict[str, Any], parsed_any)
             if str(parsed.get("name", "")).rsplit(".", 1)[-1] != self.record:
                 raise UnknownSchemaError(
                     f"schema id {schema_id} is {parsed.get('name')!r}, not a {self.record}"
@@ -234,6 +241,14 @@ class EventDecoder:
         return ", ".join(
             f"v{v.version}={v.fingerprint_hex}" for v in self.schemas.versions.get(self.record, ())
         )
+
+
+def _describe_schema(schema: object) -> str:
+    if isinstance(schema, dict):
+        return f"type {schema.get('type')!r}"
+    if isinstance(schema, list):
+        return "a union"
+    return f"type {schema!r}"
 
 
 def _iso_to_millis(text: str) -> int | str:

@@ -70,7 +70,8 @@ class Signer:
     def verify(self, message: bytes, signature: str) -> str:
         """Return the key id that verifies ``signature``, or raise :class:`SnapshotError`."""
         kid, sep, digest = signature.partition(":")
-        if not sep or not digest:
+        # compare_digest raises TypeError for non-ASCII str: refuse such a digest here.
+        if not sep or not digest or not digest.isascii():
             raise SnapshotError("snapshot is unsigned or its signature is malformed")
         for known, secret in self.keys:
             if known == kid:
