@@ -382,6 +382,8 @@ def test_worker_endpoints_before_and_after_assignment(
             _sum(samples, "streamproc_records_in_total") > 0
             and _sum(samples, "streamproc_predictions_total") > 0
             and len(lag_series) == 6
+            # the monitor measures every interval: wait for a measurement after the catch-up
+            and all(samples[k] == 0 for k in lag_series)
             and status["throughput"]["in_per_s"] > 0
         ) or time.monotonic() > deadline:
             break
