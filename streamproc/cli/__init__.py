@@ -24,6 +24,7 @@ _COMMANDS = (
     "consume",
     "demo",
     "dlq",
+    "drift_report",
     "evaluate",
     "kafka",
     "lag",

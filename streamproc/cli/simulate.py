@@ -20,6 +20,7 @@ from streamproc.cli._common import settings_from
 from streamproc.config import OutputFormat, Settings
 from streamproc.produce import EventProducer
 from streamproc.simulate import SCENARIOS, Manifest, SimParams, simulate_events
+from streamproc.simulate.scenarios import SCENARIO_ALIASES, register_variant
 
 __all__ = ["command", "run_simulation"]
 
@@ -181,10 +182,17 @@ def _summary(manifest: Manifest, producer: EventProducer, elapsed: float, rate: 
 )
 @click.option(
     "--scenario",
-    type=click.Choice(sorted(SCENARIOS)),
+    type=click.Choice(sorted(SCENARIOS) + sorted(SCENARIO_ALIASES)),
     default="stationary",
     show_default=True,
-    help="Ground-truth scenario.",
+    help="Ground-truth scenario: stationary, or a drift (abrupt = taste_shift, gradual = "
+    "taste_drift, data-drift = throttled_cdn) starting at --drift-at.",
+)
+@click.option(
+    "--drift-at",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Valid-event index where a drift scenario starts [default: 100000].",
 )
 @click.option(
     "--start-time-ms",
@@ -205,6 +213,7 @@ def command(
     fmt: OutputFormat | None,
     manifest_path: Path | None,
     scenario: str,
+    drift_at: int | None,
     start_time_ms: int | None,
 ) -> None:
     """Publish a simulated viewing-event stream (with a hidden ground truth) to the input topic.
@@ -213,6 +222,11 @@ def command(
     kinds and --duplicate-fraction re-sends some events, all listed in the --manifest.
     """
     settings = settings_from(ctx, producer_format=fmt)
+    scenario = SCENARIO_ALIASES.get(scenario, scenario)
+    if drift_at is not None:
+        if scenario == "stationary":
+            raise click.UsageError("--drift-at needs a drift scenario (--scenario abrupt, ...)")
+        scenario = register_variant(scenario, onset=drift_at)
     params = SimParams(
         n_events=n_events,
         n_users=n_users,

@@ -252,3 +252,6 @@ def make_scenario(name: str) -> Scenario:
         raise ValueError(
             f"unknown scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}"
         ) from None
+
+
+from streamproc.simulate import scenarios as _scenarios  # noqa: E402, F401 (registers drift scenarios)
