@@ -23,8 +23,8 @@ from streamproc.kafka.clients import client_config
 from streamproc.learning.partition import PartitionLearner
 from streamproc.learning.specs import get_model_specs
 from streamproc.metrics import StreamprocMetrics
-from streamproc.registry.restore import SHARED_MODEL, RestoredPartition, restore_partitions
-from streamproc.registry.snapshots import SnapshotMeta, encode_snapshot
+from streamproc.registry.restore import RestoredPartition, restore_partitions
+from streamproc.registry.snapshots import SHARED_MODEL, snapshot_partition
 from streamproc.registry.store import signer_from
 
 __all__ = ["ModelRuntime", "register_model"]
@@ -128,24 +128,17 @@ class ModelRuntime:
             learner = self.learners.get(partition)
             if learner is None:
                 continue
-            offsets = {f"{self.settings.topic_valid}:{partition}": self.next_offset[partition]}
-            metrics = learner.metrics()
-            states: list[tuple[str, int, Any, dict[str, float]]] = [
-                (SHARED_MODEL, 1, learner.export_shared(), {})
-            ]
-            for name, version in learner.versions.items():
-                states.append((name, version, learner.export_model(name), metrics.get(name, {})))
-            for name, version, state, model_metrics in states:
-                meta = SnapshotMeta(
-                    model=name,
-                    partition=partition,
-                    version=version,
-                    events_seen=learner.events_seen,
-                    source_offsets=offsets,
-                    metrics={k: float(v) for k, v in model_metrics.items()},
-                    namespace=self.settings.model_namespace,
-                )
-                key, value = encode_snapshot(meta, state, self.signer, self.schemas)
+            records = snapshot_partition(
+                learner,
+                partition,
+                namespace=self.settings.model_namespace,
+                source_offsets={
+                    f"{self.settings.topic_valid}:{partition}": self.next_offset[partition]
+                },
+                signer=self.signer,
+                schemas=self.schemas,
+            )
+            for name, key, value in records:
                 await self.snapshot_topic.send(key=key, value=value)
                 if name != SHARED_MODEL:
                     self.metrics.snapshots_written.labels(model=name).inc()

@@ -25,8 +25,7 @@ from streamproc.ingest.schemas import load_schemas
 from streamproc.kafka.clients import client_config
 from streamproc.learning.partition import PartitionLearner, PredictionOut
 from streamproc.learning.specs import get_model_specs
-from streamproc.registry.restore import SHARED_MODEL
-from streamproc.registry.snapshots import SnapshotMeta, encode_snapshot
+from streamproc.registry.snapshots import snapshot_partition
 from streamproc.registry.store import signer_from
 
 __all__ = ["ReplayResult", "replay_models"]
@@ -204,27 +203,16 @@ def _write_snapshots(
     producer = Producer(client_config(settings, **{"enable.idempotence": True, "acks": "all"}))
     count = 0
     for partition, learner in learners.items():
-        offsets = {f"{settings.topic_valid}:{partition}": ends[partition]}
-        states: list[tuple[str, int, Any, dict[str, float]]] = [
-            (SHARED_MODEL, 1, learner.export_shared(), {})
-        ]
-        metrics = learner.metrics()
-        states += [
-            (name, version, learner.export_model(name), metrics.get(name, {}))
-            for name, version in learner.versions.items()
-        ]
-        for name, version, state, model_metrics in states:
-            meta = SnapshotMeta(
-                model=name,
-                partition=partition,
-                version=version,
-                events_seen=learner.events_seen,
-                source_offsets=offsets,
-                metrics={k: float(v) for k, v in model_metrics.items()},
-                namespace=namespace,
-                created_at=1,  # fixed: a replay's snapshots are identical byte for byte
-            )
-            key, value = encode_snapshot(meta, state, signer, schemas)
+        records = snapshot_partition(
+            learner,
+            partition,
+            namespace=namespace,
+            source_offsets={f"{settings.topic_valid}:{partition}": ends[partition]},
+            signer=signer,
+            schemas=schemas,
+            created_at=1,  # fixed: a replay's snapshots are identical byte for byte
+        )
+        for _, key, value in records:
             producer.produce(settings.topic_snapshots, key=key, value=value)
             producer.poll(0)
             count += 1

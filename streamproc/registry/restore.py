@@ -22,14 +22,12 @@ from streamproc.ingest.schemas import SchemaSet
 from streamproc.kafka.clients import client_config
 from streamproc.learning.partition import PartitionLearner
 from streamproc.registry.signing import Signer
-from streamproc.registry.snapshots import Snapshot
+from streamproc.registry.snapshots import SHARED_MODEL, Snapshot
 from streamproc.registry.store import load_registry
 
 __all__ = ["SHARED_MODEL", "RestoredPartition", "choose_snapshots", "restore_partitions"]
 
 logger = logging.getLogger(__name__)
-
-SHARED_MODEL = "_features"
 
 
 @dataclass

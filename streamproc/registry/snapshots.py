@@ -15,7 +15,7 @@ import pickle
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from fastavro import schemaless_reader, schemaless_writer
@@ -25,18 +25,26 @@ from streamproc.errors import SnapshotError
 from streamproc.ingest.schemas import SchemaSet
 from streamproc.registry.signing import Signer
 
+if TYPE_CHECKING:
+    from streamproc.learning.partition import PartitionLearner
+
 __all__ = [
+    "SHARED_MODEL",
     "Snapshot",
     "SnapshotMeta",
     "decode_snapshot",
     "encode_snapshot",
     "latest_snapshots",
     "snapshot_key",
+    "snapshot_partition",
 ]
 
 logger = logging.getLogger(__name__)
 
 _DOMAIN = b"streamproc-snapshot-v1\n"
+
+#: The snapshot "model" that carries a partition's shared feature state and pending sessions.
+SHARED_MODEL = "_features"
 
 
 def snapshot_key(namespace: str, model: str, partition: int, version: int) -> str:
@@ -170,6 +178,43 @@ def decode_snapshot(raw: bytes, signer: Signer, schemas: SchemaSet) -> Snapshot:
     except Exception as exc:
         raise SnapshotError(f"snapshot {meta.key}: cannot unpickle: {exc}") from exc
     return Snapshot(meta, state, key_id)
+
+
+def snapshot_partition(
+    learner: PartitionLearner,
+    partition: int,
+    *,
+    namespace: str,
+    source_offsets: dict[str, int],
+    signer: Signer,
+    schemas: SchemaSet,
+    created_at: int = 0,
+) -> list[tuple[str, bytes, bytes]]:
+    """``(model, key, value)`` snapshot records of every model of a partition and its shared
+    feature state (under the model name ``_features``), all covering ``source_offsets``."""
+    metrics = learner.metrics()
+    states: list[tuple[str, int, Any, dict[str, float]]] = [
+        (SHARED_MODEL, 1, learner.export_shared(), {})
+    ]
+    states += [
+        (name, version, learner.export_model(name), metrics.get(name, {}))
+        for name, version in learner.versions.items()
+    ]
+    records = []
+    for name, version, state, model_metrics in states:
+        meta = SnapshotMeta(
+            model=name,
+            partition=partition,
+            version=version,
+            events_seen=learner.events_seen,
+            source_offsets=source_offsets,
+            metrics={k: float(v) for k, v in model_metrics.items()},
+            namespace=namespace,
+            created_at=created_at,
+        )
+        key, value = encode_snapshot(meta, state, signer, schemas)
+        records.append((name, key, value))
+    return records
 
 
 def latest_snapshots(
