@@ -21,6 +21,7 @@ from confluent_kafka import KafkaException, Producer
 from streamproc.config import OutputFormat, Settings
 from streamproc.emit.encode import Encoder
 from streamproc.errors import KafkaError
+from streamproc.ingest.registry import confluent_header_for
 from streamproc.ingest.schemas import load_schemas
 from streamproc.kafka.clients import client_config, wait_for_broker
 
@@ -68,9 +69,10 @@ class EventProducer:
         self.settings = settings
         self.fmt: OutputFormat = fmt or settings.producer_format
         self.topic = topic or settings.topic_input
-        self.encoder = Encoder.for_record(
-            load_schemas(settings.schemas_path), "ViewingEvent", self.fmt
-        )
+        version = load_schemas(settings.schemas_path).latest("ViewingEvent")
+        # With a Schema Registry, Avro goes out in the Confluent wire format.
+        header = confluent_header_for(settings, self.topic, version) if self.fmt == "avro" else None
+        self.encoder = Encoder(version, self.fmt, header=header)
         extra: dict[str, Any] = {
             "enable.idempotence": True,
             "acks": "all",

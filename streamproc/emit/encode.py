@@ -189,13 +189,24 @@ class Encoder:
     check
         Check each record against the schema first, for a precise error naming the field.
         Producers of external input keep it on; the agents' own records skip it.
+    header
+        Bytes before each Avro body instead of the single-object header (the Confluent wire
+        format's magic byte and schema id: see ``streamproc.ingest.registry``).
     """
 
-    def __init__(self, version: SchemaVersion, fmt: OutputFormat = "avro", *, check: bool = True):
+    def __init__(
+        self,
+        version: SchemaVersion,
+        fmt: OutputFormat = "avro",
+        *,
+        check: bool = True,
+        header: bytes | None = None,
+    ):
         self.version = version
         self.fmt = fmt
         self.check = check
-        self._header = SINGLE_OBJECT_MARKER + version.fingerprint
+        # Avro framing: single-object by default; the Confluent wire format passes its own.
+        self._header = header if header is not None else SINGLE_OBJECT_MARKER + version.fingerprint
 
     @classmethod
     def for_record(
