@@ -55,7 +55,6 @@ class IngestOutcome:
     event_id: str | None
     reason: str | None = None
     message: str | None = None
-    event_type: str | None = None
 
 
 def sniff_event_id(raw: bytes) -> str | None:
@@ -152,7 +151,11 @@ class IngestProcessor:
         event_id = event["event_id"]
         if self.dedupe.is_duplicate(event_id, partition, offset, now_ms=now):
             return IngestOutcome(
-                "duplicate", key, None, [], event_id, event_type=event["event_type"]
+                "duplicate",
+                key,
+                None,
+                [],
+                event_id,
             )
         value = self.valid_encoder.encode(event)
         headers = [
@@ -165,7 +168,6 @@ class IngestProcessor:
             value,
             headers,
             event_id,
-            event_type=event["event_type"],
         )
 
     def _dead(
@@ -179,6 +181,7 @@ class IngestProcessor:
         now: int,
         exc: EventError,
     ) -> IngestOutcome:
+        event_id = sniff_event_id(raw)
         value = build_dead_letter(
             self.dead_encoder,
             raw,
@@ -190,13 +193,14 @@ class IngestProcessor:
             now,
             exc,
             worker=self.worker_id,
+            event_id=event_id,
         )
         return IngestOutcome(
             "dead",
             key,
             value,
             [(HEADER_SOURCE, f"{topic}:{partition}:{offset}".encode())],
-            sniff_event_id(raw),
+            event_id,
             exc.reason,
             str(exc),
         )
@@ -217,6 +221,7 @@ def build_dead_letter(
     exc: EventError,
     *,
     worker: str | None = None,
+    event_id: str | None = None,
 ) -> bytes:
     """The encoded DeadLetter for a record refused with ``exc`` (any stage)."""
     raw = raw if raw is not None else b""
@@ -229,7 +234,8 @@ def build_dead_letter(
         "source_timestamp": timestamp_ms,
         "reason": exc.reason,
         "message": str(exc),
-        "event_id": sniff_event_id(raw),  # reads the first bytes only, never the body
+        # read from the first bytes only, never the body
+        "event_id": event_id if event_id is not None else sniff_event_id(raw),
         "dead_lettered_at": now_ms,
         "worker": worker or _WORKER_ID,
     }
