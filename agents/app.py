@@ -6,6 +6,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from agents.observe import attach_observability
+from agents.recovery import SeekFirstTableManager
 from streamproc.config import Settings
 from streamproc.errors import ConfigError
 from streamproc.metrics import StreamprocMetrics
@@ -41,6 +42,8 @@ def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> 
         # The worker sets up logging itself; keep Faust's per-event logging off.
         loghandlers=[],
         table_cleanup_interval=60.0,
+        # Seek input partitions before resuming them after table recovery (see the module).
+        TableManager=SeekFirstTableManager,
     )
     wanted = {a.strip() for a in settings.agents.split(",") if a.strip()}
     unknown = wanted - {"ingest", "model"}
