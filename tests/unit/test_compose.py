@@ -8,6 +8,7 @@ be scaled, and the image is built from what the build context holds.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import shlex
 import xml.etree.ElementTree as ET
@@ -68,7 +69,7 @@ def test_compose_file_parses(compose: dict[str, Any]) -> None:
 
 
 def test_required_services_exist(services: dict[str, dict[str, Any]]) -> None:
-    assert {"kafka", "topic-init", "worker", "simulator"} <= set(services)
+    assert {"kafka", "topic-init", "worker", "simulator", "prometheus", "grafana"} <= set(services)
 
 
 @pytest.mark.parametrize("tag", ["", "latest"])
@@ -189,6 +190,60 @@ def test_project_services_use_the_project_image(services: dict[str, dict[str, An
     assert len(images) == 1, f"one project image for all project services, got {images}"
     for name in PROJECT_SERVICES:
         assert "build" in services[name], f"{name} must be buildable from the Dockerfile"
+
+
+# --- Prometheus and Grafana: the mounted configuration is the configuration the tests check ----
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """container path -> host path (relative to the repo) of a service's bind mounts."""
+    found: dict[str, str] = {}
+    for volume in service.get("volumes") or []:
+        host, container = str(volume).split(":")[:2]
+        if host.startswith("./"):
+            found[container] = host[2:]
+    return found
+
+
+def test_prometheus_loads_the_repo_config_and_scrapes_every_worker(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    prometheus = services["prometheus"]
+    config_dir = mounts(prometheus)["/etc/prometheus"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    config = yaml.safe_load((REPO / config_dir / "prometheus.yml").read_text())
+    for rule_file in config["rule_files"]:
+        assert (REPO / config_dir / rule_file).is_file(), f"rule file {rule_file} is not mounted"
+    [scrape] = [job for job in config["scrape_configs"] if job["job_name"] == "streamproc-worker"]
+    [sd] = scrape["dns_sd_configs"]
+    assert sd["names"] == ["worker"] and sd["names"][0] in services
+    worker = services["worker"]
+    assert str(sd["port"]) == environment(worker)["STREAMPROC_METRICS_PORT"]
+    assert str(sd["port"]) in [str(port) for port in worker["expose"]]
+
+
+def test_grafana_provisions_the_repo_dashboard_over_the_stack_prometheus(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    mounted = mounts(grafana)
+    provisioning = REPO / mounted["/etc/grafana/provisioning"]
+    datasources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    [source] = datasources["datasources"]
+    assert source["url"] == "http://prometheus:9090" and "prometheus" in services
+    providers = yaml.safe_load((provisioning / "dashboards" / "dashboards.yml").read_text())
+    [provider] = providers["providers"]
+    dashboards = REPO / mounted[provider["options"]["path"]]
+    dashboard = json.loads((dashboards / "streamproc.json").read_text())
+    uids = {
+        str((panel.get("datasource") or {}).get("uid"))
+        for panel in dashboard["panels"]
+        if isinstance(panel.get("datasource"), dict)
+    }
+    assert uids == {source["uid"]}, f"panels use datasources {uids}, provisioned {source['uid']}"
+    home = environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(provider["options"]["path"] + "/")
+    assert (dashboards / home.rsplit("/", 1)[1]).is_file()
 
 
 # --- Dockerfile and .dockerignore --------------------------------------------------------------
