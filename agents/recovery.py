@@ -1,21 +1,26 @@
-"""Table recovery that seeks before it lets input records in (faust-streaming issue #596).
+"""Table recovery that cannot leave a hole in the acknowledged offsets (faust-streaming #596).
 
-After a worker recovers its tables from their changelogs, Faust 0.15's
-``Recovery.on_recovery_completed`` resumes the input partitions *before* it seeks them
-to their committed offsets, and only then resumes flow control, which clears the
-stream queues. Flow is already running at that point (it was resumed to read the
-changelogs), so records fetched in that window reach a stream queue and are cleared
-from it, or are dropped by the consumer as "already read" after the seek. Their offsets
-are never acknowledged, and Faust only commits a run of consecutive acknowledged
-offsets: the partition's committed offset stops for good while the worker keeps
-processing (seen here after a SIGKILL restart: one partition stuck with 2,000+ records
-of lag, nothing in flight). Upstream: https://github.com/faust-streaming/faust/issues/596
-(open).
+Faust only commits a run of consecutive acknowledged offsets, so an input record that is
+fetched but never handed to a stream blocks every later commit of its partition for good:
+the worker keeps running, its lag grows, nothing is lost but nothing moves. Two ways
+Faust 0.15 drops fetched input records right after it recovers its tables, both seen here:
 
-The fix is the order Faust itself uses when an app has no tables
-(``Recovery._resume_streams``): seek while the input partitions are still paused,
-clear the queues, and only then resume the partitions, so the first input record any
-stream sees is the one at the committed offset. Everything else is Faust's own code.
+- while the changelogs are read, the input partitions are paused; when the changelog
+  partitions are paused too, the set of active partitions a fetch is waiting with becomes
+  empty, which aiokafka reads as "every partition": input records come back, are dropped
+  as not active, and the consumer position has moved past them (a graceful restart with
+  new records: every partition stuck);
+- ``Recovery.on_recovery_completed`` resumes the input partitions *before* it seeks them
+  while the flow is running, then clears the stream queues: records fetched in that window
+  are cleared or dropped as already read (a SIGKILL restart: one partition stuck).
+  Upstream: https://github.com/faust-streaming/faust/issues/596 (open).
+
+The order below is the one Faust uses for an app without tables (``_resume_streams``),
+where the flow is stopped during the rebalance: stop the flow, resume the input
+partitions, seek every partition to its committed offset, then clear the queues and
+resume the flow. Whatever was fetched before the seek is fetched again; a fetch that
+returns while the flow is stopped makes Faust seek back itself. Everything else is
+Faust's own code.
 """
 
 from __future__ import annotations
@@ -56,17 +61,23 @@ class SeekFirstRecovery(Recovery):
             )
             return
         streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
+        # 1. Stop delivery, as a rebalance does: nothing reaches a stream queue from here on,
+        #    and records a fetch returns while the flow is stopped make Faust seek back.
+        consumer.stop_flow()
+        self.app.flow_control.suspend()
+        # 2. Let the input partitions in (a non-empty set of active partitions also ends
+        #    fetches for "every partition", which an empty set means to the fetcher) ...
+        self.log.dev("Resume stream partitions")
+        consumer.resume_partitions(streams)
         if assignment:
-            # 1. Seek while no input partition is being fetched.
+            # 3. ... and move every partition back to its committed offset, after whatever
+            #    was fetched and dropped while the changelogs were read.
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
         self.completed.set()
-        # 2. Clear the stream queues (resume() clears them) ...
+        # 4. Clear the stream queues (resume() clears them) and deliver again.
         self.app.flow_control.resume()
         consumer.resume_flow()
-        # 3. ... and only then let the input partitions in.
-        self.log.dev("Resume stream partitions")
-        consumer.resume_partitions(streams)
         await cast(Any, self.app)._fetcher.maybe_start()
         self.tables.on_actives_ready()
         if not self.app.assignor.assigned_standbys():

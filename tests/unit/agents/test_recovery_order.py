@@ -1,8 +1,9 @@
-"""After table recovery the input partitions are sought before any of their records can flow.
+"""After table recovery no input record can flow before its partition is sought to its commit.
 
-The order is what prevents faust-streaming issue #596 (a stream queue cleared after input
-records reached it, leaving a hole in the acknowledged offsets that blocks every later
-commit of the partition). No broker: the consumer and fetcher are recording stand-ins.
+The order is what prevents a hole in the acknowledged offsets (input records fetched but
+never handed to a stream), which blocks every later commit of the partition
+(faust-streaming issue #596 and agents/recovery.py). No broker: the consumer and fetcher
+are recording stand-ins.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class RecordingConsumer:
     def resume_flow(self) -> None:
         self.calls.append("resume_flow")
 
+    def stop_flow(self) -> None:
+        self.calls.append("stop_flow")
+
 
 class RecordingFetcher:
     def __init__(self, calls: list[str]) -> None:
@@ -58,13 +62,17 @@ def _run_recovery_completed() -> tuple[list[str], RecordingConsumer]:
     app._fetcher = RecordingFetcher(calls)
     app.consumer_generation_id = 3
     flow = app.flow_control
-    original_resume = flow.resume
+    original_resume, original_suspend = flow.resume, flow.suspend
 
     def resume() -> None:
         calls.append("clear_queues")
         original_resume()
 
-    flow.resume = resume
+    def suspend() -> None:
+        calls.append("hold_queues")
+        original_suspend()
+
+    flow.resume, flow.suspend = resume, suspend
     recovery._is_changelog_tp = lambda tp: tp == CHANGELOG
     recovery._wait = _await  # the service itself is not running
     app.assignor.assigned_standbys = lambda: set()
@@ -72,9 +80,11 @@ def _run_recovery_completed() -> tuple[list[str], RecordingConsumer]:
     return calls, consumer
 
 
-def test_input_partitions_are_sought_and_queues_cleared_before_they_resume() -> None:
+def test_input_partitions_resume_with_the_flow_stopped_and_are_sought_before_it_restarts() -> None:
     calls, consumer = _run_recovery_completed()
-    assert calls.index("seek") < calls.index("clear_queues") < calls.index("resume_partitions")
+    assert calls.index("stop_flow") < calls.index("resume_partitions") < calls.index("seek")
+    assert calls.index("hold_queues") < calls.index("resume_partitions")
+    assert calls.index("seek") < calls.index("clear_queues") < calls.index("resume_flow")
     assert calls.count("seek") == calls.count("resume_partitions") == 1
     assert calls[-1] == "fetcher"
     assert consumer.resumed == {INPUT}  # the changelog partition stays paused
