@@ -14,12 +14,16 @@ so the CLI and the agents catch that one type::
     ├── SnapshotError            snapshot missing, corrupt or version-incompatible
     └── KafkaError               the broker or the local launcher
         ├── BrokerUnavailableError   Kafka unreachable
+        │   └── AuthenticationError  the broker refused the credentials or the TLS handshake
+        ├── AuthorizationError       authenticated, but the ACLs deny an operation
         └── LauncherError            the local Kafka could not be set up or started
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
+    "AuthorizationError",
     "BrokerUnavailableError",
     "ConfigError",
     "EventDecodeError",
@@ -124,6 +128,18 @@ class KafkaError(StreamprocError):
 
 class BrokerUnavailableError(KafkaError):
     """No broker answered at the configured bootstrap servers."""
+
+
+class AuthenticationError(BrokerUnavailableError):
+    """The broker refused the client's SASL credentials or the TLS handshake failed.
+
+    A subclass of :class:`BrokerUnavailableError`: the cluster cannot be used, and retrying
+    with the same settings does not help. The message never contains a secret.
+    """
+
+
+class AuthorizationError(KafkaError):
+    """The client authenticated, but the cluster's ACLs deny it an operation."""
 
 
 class LauncherError(KafkaError):

@@ -1,13 +1,17 @@
-"""``streamproc kafka fetch|start|stop|status``: the local Apache Kafka launcher."""
+"""``streamproc kafka fetch|start|stop|status|add-user``: the local Apache Kafka launcher."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from streamproc.cli._common import settings_from
+
+if TYPE_CHECKING:
+    from streamproc.kafka.localsecurity import SecurityMode
 
 __all__ = ["command"]
 
@@ -17,6 +21,9 @@ DATA_DIR_OPTION = click.option(
     help="Data, logs and process file of the local cluster "
     "[env STREAMPROC_KAFKA_DATA_DIR; default .streamproc/kafka].",
 )
+
+
+_SECURITY_MODES: dict[str, SecurityMode] = {"plaintext": "plaintext", "sasl_ssl": "sasl_ssl"}
 
 
 def _echo_err(message: str) -> None:
@@ -72,9 +79,22 @@ def fetch(ctx: click.Context) -> None:
     show_default=True,
     help="Seconds to wait until every broker answers.",
 )
+@click.option(
+    "--security",
+    type=click.Choice(sorted(_SECURITY_MODES)),
+    help="plaintext, or sasl_ssl: TLS with a CA made for the data dir, SCRAM-SHA-512 / "
+    "SCRAM-SHA-256 / PLAIN logins and ACLs; the admin's client settings go to "
+    "DATA_DIR/client.env (mode 0600). Fixed when the data dir is made "
+    "[default: the data dir's, plaintext for a new one].",
+)
 @click.pass_context
 def start(
-    ctx: click.Context, brokers: str, port: int | None, data_dir: Path | None, timeout: float
+    ctx: click.Context,
+    brokers: str,
+    port: int | None,
+    data_dir: Path | None,
+    timeout: float,
+    security: str | None,
 ) -> None:
     """Start a local Kafka cluster in the background and wait until it is ready.
 
@@ -84,6 +104,9 @@ def start(
 
     This always starts the local launcher: to use an existing cluster, skip it and set
     STREAMPROC_BOOTSTRAP_SERVERS instead.
+
+    With --security sasl_ssl, load the admin's settings with `set -a; . DATA_DIR/client.env;
+    set +a`, and add users for the pipeline with `streamproc kafka add-user NAME`.
     """
     from streamproc.kafka.launcher import start_kafka
 
@@ -95,6 +118,7 @@ def start(
         data_dir=settings.kafka_data_dir,
         timeout=timeout,
         progress=_echo_err,
+        security=_SECURITY_MODES.get(security or ""),
     )
     verb = "already running" if info.already_running else "started"
     click.echo(
@@ -104,7 +128,21 @@ def start(
     for node in info.nodes:
         click.echo(f"node {node.node_id}: pid {node.pid}, log {node.log_file}")
     click.echo(f"stop with: streamproc kafka stop --data-dir {info.data_dir}")
+    _echo_security(info.security, info.data_dir)
     click.echo(f"bootstrap servers: {info.bootstrap_servers}")
+
+
+def _echo_security(security: str, data_dir: Path) -> None:
+    from streamproc.kafka.localsecurity import CLIENT_ENV, protocol_of
+
+    if security == "plaintext":
+        click.echo("security: PLAINTEXT (no TLS, no login)")
+        return
+    env_file = data_dir / CLIENT_ENV
+    click.echo(
+        f"security: {protocol_of('sasl_ssl')} (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN; ACLs); "
+        f"admin settings in {env_file}: set -a; . {env_file}; set +a"
+    )
 
 
 @command.command("stop")
@@ -163,4 +201,85 @@ def status(ctx: click.Context, data_dir: Path | None, as_json: bool) -> None:
         )
     if found.brokers_answering is not None:
         click.echo(f"brokers answering: {found.brokers_answering} of {len(found.info.nodes)}")
+    _echo_security(found.info.security, found.data_dir)
     click.echo(f"bootstrap servers: {found.info.bootstrap_servers}")
+
+
+@command.command("add-user")
+@click.argument("name")
+@DATA_DIR_OPTION
+@click.option(
+    "--acls/--no-acls",
+    default=True,
+    show_default=True,
+    help="Grant the ACLs the pipeline needs on the topics and app id of the current settings "
+    "(STREAMPROC_TOPIC_*, STREAMPROC_APP_ID).",
+)
+@click.pass_context
+def add_user(ctx: click.Context, name: str, data_dir: Path | None, acls: bool) -> None:
+    """Add a user NAME to the local secured Kafka (started with --security sasl_ssl).
+
+    The user gets SCRAM-SHA-512 and SCRAM-SHA-256 credentials with a new random password
+    (running it again for the same NAME sets a new one) and, unless --no-acls, the ACLs the
+    pipeline needs: read, write, create and describe on its topics and on Faust's
+    APP_ID-... topics, read on the APP_ID... and streamproc-... consumer groups. Its
+    settings, password included, go to DATA_DIR/users/NAME.env (mode 0600); the password is
+    never printed.
+    """
+    import secrets
+
+    from pydantic import SecretStr
+
+    from streamproc.config import env_var_name
+    from streamproc.errors import LauncherError
+    from streamproc.kafka.acls import create_scram_user, grant_acls, pipeline_acl_rules
+    from streamproc.kafka.launcher import kafka_status
+    from streamproc.kafka.localsecurity import (
+        SECURITY_DIR,
+        admin_settings,
+        client_env,
+        user_env_file,
+    )
+    from streamproc.kafka.secretfiles import render_env_file, write_private
+
+    settings = settings_from(ctx, kafka_data_dir=data_dir)
+    found = kafka_status(settings.kafka_data_dir)
+    if found.info is None or found.state == "stopped":
+        raise LauncherError(
+            f"no local Kafka runs from {found.data_dir}; start it with `streamproc kafka start "
+            f"--security sasl_ssl --data-dir {found.data_dir}`"
+        )
+    if found.info.security != "sasl_ssl":
+        raise LauncherError(
+            f"the local Kafka of {found.data_dir} is {found.info.security}: it has no users. "
+            "Start a secured one in another data dir with `streamproc kafka start --security "
+            "sasl_ssl --data-dir DIR`"
+        )
+    admin = admin_settings(found.data_dir, settings)
+    password = SecretStr(secrets.token_urlsafe(24))
+    create_scram_user(admin, name, password)
+    rules = pipeline_acl_rules(settings) if acls else []
+    if rules:
+        grant_acls(admin, name, rules)
+    ca_file = found.data_dir / SECURITY_DIR / "ca.pem"
+    values = client_env(admin.bootstrap_servers, ca_file, name, password)
+    values[env_var_name("app_id")] = settings.app_id
+    for field in type(settings).model_fields:
+        if field.startswith("topic_"):
+            values[env_var_name(field)] = getattr(settings, field)
+    path = user_env_file(found.data_dir, name)
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    write_private(
+        path,
+        render_env_file(
+            values,
+            header=f"User {name} of the local secured Kafka in {found.data_dir}.\n"
+            f"Load with: set -a; . {path}; set +a\nSecret: mode 0600.",
+        ),
+    )
+    click.echo(f"user {name}: SCRAM-SHA-512 and SCRAM-SHA-256 credentials set")
+    for rule in rules:
+        click.echo(f"  allowed {rule}")
+    if not rules:
+        click.echo("  no ACLs granted (--no-acls): the user can log in, but do nothing")
+    click.echo(f"settings: {path} (load with: set -a; . {path}; set +a)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamproc.errors import LauncherError
+from streamproc.kafka.localsecurity import BrokerSecurity
 
 __all__ = [
     "HOST",
@@ -70,9 +71,21 @@ def node_layout(brokers: int, port: int, host: str = HOST) -> list[NodeSpec]:
     ]
 
 
-def render_server_properties(node: NodeSpec, nodes: Sequence[NodeSpec], node_dir: Path) -> str:
-    """The ``server.properties`` of ``node`` in a cluster of ``nodes``, data under ``node_dir``."""
+def render_server_properties(
+    node: NodeSpec,
+    nodes: Sequence[NodeSpec],
+    node_dir: Path,
+    security: BrokerSecurity | None = None,
+) -> str:
+    """The ``server.properties`` of ``node`` in a cluster of ``nodes``, data under ``node_dir``.
+
+    With ``security``, the client listener is SASL_SSL, the controller listener asks for a
+    SASL/PLAIN login and ACLs are enforced (:mod:`~streamproc.kafka.localsecurity`); the
+    result then holds passwords and must be written with mode 0600.
+    """
     count = len(nodes)
+    client = "SASL_SSL" if security is not None else "PLAINTEXT"
+    controller = "SASL_PLAINTEXT" if security is not None else "PLAINTEXT"
     voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in nodes)
     replicated = count >= 3
     rf = 3 if replicated else 1
@@ -82,12 +95,12 @@ def render_server_properties(node: NodeSpec, nodes: Sequence[NodeSpec], node_dir
         "process.roles=broker,controller",
         f"node.id={node.node_id}",
         f"controller.quorum.voters={voters}",
-        f"listeners=PLAINTEXT://{node.host}:{node.client_port},"
+        f"listeners={client}://{node.host}:{node.client_port},"
         f"CONTROLLER://{node.host}:{node.controller_port}",
-        f"advertised.listeners=PLAINTEXT://{node.host}:{node.client_port}",
+        f"advertised.listeners={client}://{node.host}:{node.client_port}",
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"inter.broker.listener.name={client}",
+        f"listener.security.protocol.map=CONTROLLER:{controller},{client}:{client}",
         f"log.dirs={node_dir / 'data'}",
         "num.partitions=1",
         f"default.replication.factor={rf}",
@@ -107,6 +120,8 @@ def render_server_properties(node: NodeSpec, nodes: Sequence[NodeSpec], node_dir
             "broker.session.timeout.ms=6000",
             "replica.lag.time.max.ms=10000",
         ]
+    if security is not None:
+        lines += security.server_properties()
     return "\n".join(lines) + "\n"
 
 

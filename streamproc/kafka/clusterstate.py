@@ -1,8 +1,8 @@
 """What the launcher records about a local cluster: ``cluster.json``, ``state.json``, status.
 
-``cluster.json`` is kept for the life of the data dir (cluster id and broker count: the storage
-is formatted for them); ``state.json`` exists while the cluster runs (pids, ports, bootstrap
-servers, started_at).
+``cluster.json`` is kept for the life of the data dir (cluster id, broker count and security
+mode: the storage is formatted for them); ``state.json`` exists while the cluster runs (pids,
+ports, bootstrap servers, security mode, started_at). Neither holds a secret.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from streamproc.errors import LauncherError
+from streamproc.kafka.localsecurity import SECURITY_MODES, SecurityMode, protocol_of
 
 __all__ = [
     "CLUSTER_FILE",
@@ -28,6 +29,7 @@ __all__ = [
     "jsonable",
     "load_cluster_id",
     "read_state",
+    "recorded_security",
     "utc_now",
     "write_state",
 ]
@@ -63,6 +65,7 @@ class ClusterInfo:
     heap: tuple[str, ...]
     nodes: tuple[NodeInfo, ...]
     exit_with_parent: bool = False
+    security: SecurityMode = "plaintext"
     already_running: bool = field(default=False, compare=False)
 
     @property
@@ -113,7 +116,15 @@ class ClusterInfo:
             heap=tuple(data["heap"]),
             nodes=nodes,
             exit_with_parent=bool(data.get("exit_with_parent", False)),
+            security=_security_mode(data.get("security", "plaintext")),
         )
+
+
+def _security_mode(value: object) -> SecurityMode:
+    for mode in SECURITY_MODES:
+        if value == mode:
+            return mode
+    raise TypeError(f"security must be one of {', '.join(SECURITY_MODES)}, got {value!r}")
 
 
 def jsonable(data: dict[str, Any]) -> dict[str, Any]:
@@ -150,13 +161,36 @@ def _random_cluster_id() -> str:
             return text
 
 
-def load_cluster_id(data_dir: Path, brokers: int) -> str:
-    """The cluster id this data dir is formatted for (a new one for a new data dir)."""
+def recorded_security(data_dir: Path) -> SecurityMode | None:
+    """The security mode ``data_dir`` was formatted for; None for a new data dir."""
+    path = data_dir / CLUSTER_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        # Data dirs made before the secured mode existed are plaintext.
+        return _security_mode(meta.get("security", "plaintext"))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise LauncherError(
+            f"{path} is unreadable ({exc}); remove {data_dir} (`streamproc kafka stop "
+            f"--wipe --data-dir {data_dir}`) to start afresh"
+        ) from exc
+
+
+def load_cluster_id(data_dir: Path, brokers: int, security: SecurityMode = "plaintext") -> str:
+    """The cluster id this data dir is formatted for (a new one for a new data dir).
+
+    Raises
+    ------
+    LauncherError
+        If the data dir was formatted for another broker count or security mode.
+    """
     path = data_dir / CLUSTER_FILE
     if path.is_file():
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
             cluster_id, formatted_for = str(meta["cluster_id"]), int(meta["brokers"])
+            formatted_security = _security_mode(meta.get("security", "plaintext"))
         except (ValueError, KeyError, TypeError) as exc:
             raise LauncherError(
                 f"{path} is unreadable ({exc}); remove {data_dir} (`streamproc kafka stop "
@@ -168,10 +202,22 @@ def load_cluster_id(data_dir: Path, brokers: int) -> str:
                 f"were asked for; use another --data-dir, or delete its data with `streamproc "
                 f"kafka stop --wipe --data-dir {data_dir}`"
             )
+        if formatted_security != security:
+            raise LauncherError(
+                f"{data_dir} holds a {formatted_security} cluster, but --security {security} "
+                f"was asked for (its users and certificates are made when the storage is "
+                f"formatted); use another --data-dir, or delete its data with `streamproc "
+                f"kafka stop --wipe --data-dir {data_dir}`"
+            )
         return cluster_id
     cluster_id = _random_cluster_id()
     data_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"cluster_id": cluster_id, "brokers": brokers, "created_at": utc_now()}
+    meta = {
+        "cluster_id": cluster_id,
+        "brokers": brokers,
+        "security": security,
+        "created_at": utc_now(),
+    }
     path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return cluster_id
 
@@ -193,6 +239,11 @@ class ClusterStatus:
     brokers_answering: int | None
 
     @property
+    def security_protocol(self) -> str | None:
+        """The protocol clients use (PLAINTEXT or SASL_SSL); None when nothing was started."""
+        return protocol_of(self.info.security) if self.info else None
+
+    @property
     def state(self) -> ClusterState:
         if self.info is None or not any(self.alive.values()):
             return "stopped"
@@ -203,6 +254,7 @@ class ClusterStatus:
             "data_dir": str(self.data_dir),
             "state": self.state,
             "bootstrap_servers": self.info.bootstrap_servers if self.info else None,
+            "security_protocol": self.security_protocol,
             "brokers_answering": self.brokers_answering,
             "nodes": [
                 {**jsonable(asdict(n)), "alive": self.alive[n.node_id]}

@@ -12,7 +12,8 @@ Port scheme: with ``brokers=n`` and first port ``P``, node ``i`` (1-based) serve
 Layout of a data dir::
 
     DATA_DIR/
-      cluster.json          kept: cluster id, broker count (the storage is formatted for them)
+      cluster.json          kept: cluster id, broker count, security mode (the storage is
+                            formatted for them)
       state.json            while running: pids, ports, bootstrap servers, started_at
       node-1/
         server.properties   written at every start (the ports may change between runs)
@@ -20,6 +21,10 @@ Layout of a data dir::
         server.log          the broker's log
         console.log         the JVM's stdout and stderr (crashes before logging starts)
         data/               log.dirs: partitions and the KRaft metadata log
+
+A data dir started with ``security="sasl_ssl"`` also holds its certificates, passwords and
+client settings (``security/``, ``client.env``, ``client.properties``, ``users/``); see
+:mod:`~streamproc.kafka.localsecurity`.
 
 Every broker process carries ``-Dstreamproc.kafka.data.dir=DATA_DIR`` on its command line;
 :func:`stop_kafka` signals only processes that carry it, so a pid reused by an unrelated
@@ -69,8 +74,20 @@ from streamproc.kafka.clusterstate import (
     NodeInfo,
     load_cluster_id,
     read_state,
+    recorded_security,
     utc_now,
     write_state,
+)
+from streamproc.kafka.localsecurity import (
+    CLIENT_ENV,
+    CLIENT_PROPERTIES,
+    SECURITY_DIR,
+    USERS_DIR,
+    BrokerSecurity,
+    SecurityMode,
+    format_scram_args,
+    prepare_security,
+    write_client_files,
 )
 from streamproc.kafka.processes import (
     MARKER_PROPERTY,
@@ -98,6 +115,7 @@ from streamproc.kafka.runtime import (
     run_kafka_tool,
     say,
 )
+from streamproc.kafka.secretfiles import write_private
 
 # Every public name this module had before it was split into the submodules above (the
 # constants and Progress were public attributes then, though not listed here).
@@ -164,6 +182,7 @@ def start_kafka(
     timeout: float = 60.0,
     progress: Progress | None = None,
     exit_with_parent: bool = False,
+    security: SecurityMode | None = None,
 ) -> ClusterInfo:
     """Start a local KRaft cluster of ``brokers`` combined nodes and wait until it is ready.
 
@@ -189,6 +208,11 @@ def start_kafka(
         Linux: the brokers get SIGTERM when the calling process dies, even by SIGKILL (test
         fixtures use it so a killed test run leaves no broker behind). Default False: the
         brokers outlive the caller, as ``streamproc kafka start`` needs.
+    security
+        ``"plaintext"``, or ``"sasl_ssl"``: TLS, SCRAM/PLAIN logins and ACLs, with a CA,
+        passwords and the admin's client settings made in ``data_dir``
+        (:mod:`~streamproc.kafka.localsecurity`). Default: what the data dir was made with,
+        plaintext for a new one.
 
     Returns
     -------
@@ -204,15 +228,16 @@ def start_kafka(
     data_dir = _data_dir(data_dir if data_dir is not None else settings.kafka_data_dir)
     first_port = port if port is not None else settings.kafka_port
     nodes = node_layout(brokers, first_port)
+    mode: SecurityMode = security or recorded_security(data_dir) or "plaintext"
     current = read_state(data_dir)
     if current is not None:
         alive = [n.node_id for n in current.nodes if is_our_broker(n.pid, data_dir)]
         if len(alive) == len(current.nodes):
-            if len(current.nodes) != brokers:
+            if len(current.nodes) != brokers or current.security != mode:
                 raise LauncherError(
-                    f"a {len(current.nodes)}-broker Kafka from {data_dir} is already running at "
-                    f"{current.bootstrap_servers}; stop it first (`streamproc kafka stop "
-                    f"--data-dir {data_dir}`)"
+                    f"a {len(current.nodes)}-broker {current.security} Kafka from {data_dir} is "
+                    f"already running at {current.bootstrap_servers}; stop it first "
+                    f"(`streamproc kafka stop --data-dir {data_dir}`)"
                 )
             say(progress, f"Kafka from {data_dir} is already running")
             return ClusterInfo(**{**_fields(current), "already_running": True})
@@ -233,8 +258,12 @@ def start_kafka(
     check_ports_free(nodes)
     java = check_java()
     libs = fetch_kafka_jars(settings, progress=progress)
-    cluster_id = load_cluster_id(data_dir, brokers)
+    cluster_id = load_cluster_id(data_dir, brokers, mode)
     version = libs_version(libs)
+    secured: BrokerSecurity | None = None
+    if mode == "sasl_ssl":
+        say(progress, "preparing TLS certificates and SASL credentials ...")
+        secured = prepare_security(data_dir)
 
     node_infos = []
     unformatted: list[Path] = []
@@ -242,7 +271,8 @@ def start_kafka(
         node_dir = _node_dir(data_dir, spec.node_id)
         (node_dir / "data").mkdir(parents=True, exist_ok=True)
         config = node_dir / "server.properties"
-        config.write_text(render_server_properties(spec, nodes, node_dir), encoding="utf-8")
+        # 0600: a secured node's properties hold its passwords.
+        write_private(config, render_server_properties(spec, nodes, node_dir, secured))
         log_file = node_dir / "server.log"
         (node_dir / "log4j2.properties").write_text(
             render_log4j2_properties(log_file), encoding="utf-8"
@@ -262,10 +292,15 @@ def start_kafka(
         )
     if unformatted:
         say(progress, f"formatting the storage of {len(unformatted)} node(s) ...")
-        format_storage(java, libs, unformatted, cluster_id)
+        format_storage(
+            java, libs, unformatted, cluster_id, format_scram_args(secured) if secured else ()
+        )
+    bootstrap_servers = ",".join(f"{n.host}:{n.client_port}" for n in nodes)
+    if secured is not None:
+        write_client_files(secured, bootstrap_servers)
     info = ClusterInfo(
         data_dir=data_dir,
-        bootstrap_servers=",".join(f"{n.host}:{n.client_port}" for n in nodes),
+        bootstrap_servers=bootstrap_servers,
         cluster_id=cluster_id,
         kafka_version=version,
         started_at=utc_now(),
@@ -274,6 +309,7 @@ def start_kafka(
         heap=_heap(brokers),
         exit_with_parent=exit_with_parent,
         nodes=tuple(node_infos),
+        security=mode,
     )
     say(progress, f"starting Apache Kafka {version}: {brokers} broker(s) from {data_dir} ...")
     procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -349,9 +385,17 @@ def _wipe(data_dir: Path) -> None:
     if not data_dir.is_dir():
         return
     for entry in data_dir.iterdir():
-        if entry.is_dir() and re.fullmatch(r"node-\d+", entry.name):
+        if entry.is_dir() and (
+            re.fullmatch(r"node-\d+", entry.name) or entry.name in (SECURITY_DIR, USERS_DIR)
+        ):
             shutil.rmtree(entry)
-        elif entry.name in (CLUSTER_FILE, STATE_FILE, STATE_FILE + ".tmp"):
+        elif entry.name in (
+            CLUSTER_FILE,
+            STATE_FILE,
+            STATE_FILE + ".tmp",
+            CLIENT_ENV,
+            CLIENT_PROPERTIES,
+        ):
             entry.unlink()
     with contextlib.suppress(OSError):
         data_dir.rmdir()

@@ -24,7 +24,9 @@ from confluent_kafka.admin import AdminClient
 from streamproc.errors import LauncherError
 from streamproc.kafka.clients import quiet_client_logger
 from streamproc.kafka.clusterstate import ClusterInfo, NodeInfo, utc_now
+from streamproc.kafka.localsecurity import admin_client_config
 from streamproc.kafka.runtime import LOG_TAIL_LINES, JavaInfo, tail
+from streamproc.kafka.secretfiles import write_private
 
 __all__ = [
     "MARKER_PROPERTY",
@@ -172,16 +174,22 @@ def log_tail(node: NodeInfo, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(parts) or f"(no log output in {node.log_file.parent})"
 
 
-def format_storage(java: JavaInfo, libs: Path, configs: Sequence[Path], cluster_id: str) -> None:
-    """Format the storage of each node (in parallel: each run is a JVM start)."""
+def format_storage(
+    java: JavaInfo,
+    libs: Path,
+    configs: Sequence[Path],
+    cluster_id: str,
+    extra_args: Sequence[str] = (),
+) -> None:
+    """Format the storage of each node (in parallel: each run is a JVM start).
+
+    The tool's arguments go through a Java argument file (``java @file``, mode 0600, removed
+    afterwards), so ``extra_args`` such as ``--add-scram`` with a password never show in the
+    process list.
+    """
     runs = []
     for config in configs:
-        command = [
-            java.path,
-            "-Xmx256m",
-            f"-Dlog4j2.configurationFile={config.parent / 'log4j2.properties'}",
-            "-cp",
-            f"{libs}{os.sep}*",
+        tool_args = [
             "kafka.tools.StorageTool",
             "format",
             "-t",
@@ -189,18 +197,31 @@ def format_storage(java: JavaInfo, libs: Path, configs: Sequence[Path], cluster_
             "-c",
             str(config),
             "--ignore-formatted",
+            *extra_args,
+        ]
+        argfile = config.parent / ".format.args"
+        write_private(argfile, "\n".join(_argfile_quote(a) for a in tool_args) + "\n")
+        command = [
+            java.path,
+            "-Xmx256m",
+            f"-Dlog4j2.configurationFile={config.parent / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}{os.sep}*",
+            f"@{argfile}",
         ]
         proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
-        runs.append((config, proc))
+        runs.append((config, argfile, proc))
     failures = []
-    for config, proc in runs:
+    for config, argfile, proc in runs:
         try:
             output, _ = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
             output, _ = proc.communicate()
+        finally:
+            argfile.unlink(missing_ok=True)
         if proc.returncode != 0:
             text = output.decode(errors="replace")
             failures.append(f"{config.parent} (exit code {proc.returncode}):\n{tail(text, 20)}")
@@ -213,9 +234,25 @@ def format_storage(java: JavaInfo, libs: Path, configs: Sequence[Path], cluster_
         )
 
 
+def _argfile_quote(arg: str) -> str:
+    # A Java argument file splits on white space; quotes keep an argument whole.
+    if arg and not any(c in arg for c in " \t\"'\\#"):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def probe_config(info: ClusterInfo) -> dict[str, Any]:
-    # The launcher's own cluster is plaintext on localhost: no client_config() security here.
-    return {"bootstrap.servers": info.bootstrap_servers, "logger": quiet_client_logger()}
+    """Client properties with which the launcher asks its own cluster whether it is up.
+
+    Not :func:`~streamproc.kafka.clients.client_config`: the launcher does not use the
+    settings' credentials but the admin's of a secured data dir (``client.env``).
+    """
+    config: dict[str, Any] = {"bootstrap.servers": info.bootstrap_servers}
+    if info.security == "sasl_ssl":
+        config.update(admin_client_config(info.data_dir))
+        config["bootstrap.servers"] = info.bootstrap_servers
+    config["logger"] = quiet_client_logger()
+    return config
 
 
 def wait_ready(

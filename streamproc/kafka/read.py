@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from typing import cast
 
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import KafkaError as _RdKafkaError
 from confluent_kafka import KafkaException as _KafkaException
 
 from streamproc.config import Settings
-from streamproc.errors import BrokerUnavailableError, KafkaError
+from streamproc.errors import AuthorizationError, BrokerUnavailableError, KafkaError
 from streamproc.kafka.clients import client_config
+from streamproc.kafka.security import ACL_HINT, describe_security
 
 __all__ = ["Record", "read_to_end"]
 
@@ -45,6 +47,8 @@ def read_to_end(settings: Settings, topic: str, *, timeout: float = 60.0) -> Ite
     ------
     BrokerUnavailableError
         If the cluster does not answer.
+    AuthorizationError
+        If the ACLs do not let the user describe the topic.
     KafkaError
         If the topic does not exist or the end is not reached within ``timeout`` seconds.
     """
@@ -67,6 +71,15 @@ def read_to_end(settings: Settings, topic: str, *, timeout: float = 60.0) -> Ite
                 "(streamproc kafka start)?"
             ) from exc
         tmeta = meta.topics.get(topic)
+        if (
+            tmeta is not None
+            and tmeta.error is not None
+            and (tmeta.error.code() == _RdKafkaError.TOPIC_AUTHORIZATION_FAILED)
+        ):
+            raise AuthorizationError(
+                f"reading topic {topic!r} on {settings.bootstrap_servers} was refused to "
+                f"{describe_security(settings)}: {tmeta.error.str()}; {ACL_HINT}"
+            )
         if tmeta is None or tmeta.error is not None or not tmeta.partitions:
             raise KafkaError(
                 f"topic {topic!r} does not exist on {settings.bootstrap_servers}; "

@@ -30,8 +30,14 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streamproc.config import Settings
-from streamproc.errors import BrokerUnavailableError, KafkaError
-from streamproc.kafka.clients import START_HINT, client_config, quiet_client_logger
+from streamproc.errors import AuthorizationError, BrokerUnavailableError, KafkaError
+from streamproc.kafka.clients import (
+    START_HINT,
+    client_config,
+    quiet_client_logger,
+    wait_for_broker,
+)
+from streamproc.kafka.security import ACL_HINT, describe_security
 
 if TYPE_CHECKING:
     from confluent_kafka.admin._metadata import ClusterMetadata
@@ -155,6 +161,7 @@ def topic_status(
         If the cluster does not answer within ``timeout`` seconds.
     """
     specs = topic_specs(settings) if specs is None else specs
+    wait_for_broker(settings, timeout)  # a refused login or TLS handshake: say so at once
     metadata = _metadata(_admin(settings), settings, timeout)
     return [_status(spec, metadata) for spec in specs]
 
@@ -186,10 +193,15 @@ def ensure_topics(
     ------
     BrokerUnavailableError
         If no broker answers at ``settings.bootstrap_servers``.
+    AuthenticationError
+        If the broker refuses the login or the TLS handshake.
+    AuthorizationError
+        If the ACLs do not let the user create a missing topic.
     KafkaError
         If the cluster has fewer brokers than a replication factor, or a creation fails.
     """
     specs = topic_specs(settings) if specs is None else specs
+    wait_for_broker(settings, timeout)  # a refused login or TLS handshake: say so at once
     admin = _admin(settings)
     metadata = _metadata(admin, settings, timeout)
     outcomes: dict[str, TopicOutcome] = {}
@@ -246,6 +258,14 @@ def ensure_topics(
                 ):
                     outcomes[spec.name] = "exists"  # created concurrently by someone else
                     continue
+                if isinstance(error, _RdKafkaError) and error.code() in (
+                    _RdKafkaError.TOPIC_AUTHORIZATION_FAILED,
+                    _RdKafkaError.CLUSTER_AUTHORIZATION_FAILED,
+                ):
+                    raise AuthorizationError(
+                        f"creating topic {spec.name!r} at {settings.bootstrap_servers} was "
+                        f"refused to {describe_security(settings)}: {error.str()}; {ACL_HINT}"
+                    ) from exc
                 raise KafkaError(
                     f"cannot create topic {spec.name!r} ({spec.partitions} partitions, "
                     f"replication factor {spec.replication_factor}, config {spec.config}) at "
