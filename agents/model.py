@@ -1,4 +1,4 @@
-"""Model agent: viewing-events-valid -> predictions, learning from each resolved session."""
+"""Model agent: viewing-events-valid -> predictions and drift signals; learns from outcomes."""
 
 from __future__ import annotations
 
@@ -11,21 +11,21 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import faust
-import orjson
 
+from agents.drift import ControlFollower, SignalSink
 from streamproc.config import Settings
+from streamproc.drift.partition import PartitionDrift, parse_detector_choice
 from streamproc.emit.encode import Encoder
 from streamproc.errors import EventError, SnapshotError
 from streamproc.ingest.decode import EventDecoder
 from streamproc.ingest.process import HEADER_WRITER, build_dead_letter
 from streamproc.ingest.schemas import load_schemas
-from streamproc.kafka.clients import client_config
-from streamproc.learning.partition import PartitionLearner
+from streamproc.learning.partition import PartitionLearner, PredictionOut
 from streamproc.learning.specs import get_model_specs
 from streamproc.metrics import StreamprocMetrics
 from streamproc.registry.restore import RestoredPartition, restore_partitions
-from streamproc.registry.snapshots import SHARED_MODEL, snapshot_partition
-from streamproc.registry.store import signer_from
+from streamproc.registry.snapshots import DRIFT_STATE, SHARED_MODEL, snapshot_partition
+from streamproc.registry.store import control_token, signer_from
 
 __all__ = ["ModelRuntime", "register_model"]
 
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 class ModelRuntime:
-    """The per-partition learners of this worker, their snapshots and serving versions."""
+    """The per-partition learners and drift state of this worker, and their snapshots."""
 
     def __init__(self, app: faust.App, settings: Settings, metrics: StreamprocMetrics) -> None:
         self.app = app
@@ -49,17 +49,21 @@ class ModelRuntime:
         self.dead_encoder = Encoder.for_record(
             self.schemas, "DeadLetter", settings.output_format, check=False
         )
+        if settings.drift_enabled:  # a bad STREAMPROC_DRIFT_DETECTOR fails at start-up
+            parse_detector_choice(
+                settings.drift_detector,
+                [s.name for s in self.specs if s.task in ("binary", "regression")],
+            )
         self.learners: dict[int, PartitionLearner] = {}
+        self.drifts: dict[int, PartitionDrift] = {}
         self.next_offset: dict[int, int] = {}
         self.since_snapshot: dict[int, int] = {}
         self.last_snapshot: dict[int, float] = {}
-        self.serving: dict[str, int] = {}
-        self._control_consumer: Any = None
-        self._controls: dict[str, int] = {}
-        self._raw_snapshots: dict[str, bytes] = {}
         self.snapshot_topic = app.topic(
             settings.topic_snapshots, key_serializer="raw", value_serializer="raw"
         )
+        self.signals = SignalSink(app, settings, metrics, self.schemas)
+        self.controls = ControlFollower(settings, self.schemas, self.signer, self._refused)
 
     def new_learner(self) -> PartitionLearner:
         s = self.settings
@@ -72,6 +76,9 @@ class ModelRuntime:
             seed=s.seed,
             on_label=lambda label: labels.labels(model=label.model).inc(),
         )
+
+    def new_drift(self, learner: PartitionLearner, partition: int) -> PartitionDrift:
+        return PartitionDrift.from_settings(learner, self.settings, partition=partition)
 
     async def ensure(self, first_offsets: dict[int, int]) -> None:
         """Create or restore the learners of partitions seen for the first time."""
@@ -86,21 +93,30 @@ class ModelRuntime:
             missing,
             self.new_learner,
             self._refused,
+            new_drift=self.new_drift,
         )
         for partition, result in restored.items():
+            drift = result.drift or self.new_drift(result.learner, partition)
+            if not result.drift_restored:
+                # Fresh models have no version to switch to, and a snapshot without drift
+                # state was restored at the version the control records name: they count
+                # as applied, so the follower does not signal them again.
+                for model, control in result.controls.items():
+                    drift.controls_applied.setdefault(model, control_token(control))
             self.learners[partition] = result.learner
+            self.drifts[partition] = drift
             self.next_offset[partition] = result.next_offset
             self.since_snapshot[partition] = 0
             self.last_snapshot[partition] = time.monotonic()
-            self.serving.update(result.learner.versions)
             for model, version in result.learner.versions.items():
                 self.metrics.model_version.labels(model=model, partition=str(partition)).set(
                     version
                 )
             logger.info(
-                "partition %d: %s (replayed %d events to catch up, versions %s)",
+                "partition %d: %s%s (replayed %d events to catch up, versions %s)",
                 partition,
                 "restored from snapshot" if result.from_snapshot else "fresh models",
+                ", drift state restored" if result.drift_restored else "",
                 result.replayed,
                 result.learner.versions,
             )
@@ -118,7 +134,7 @@ class ModelRuntime:
         logger.warning("refused snapshot %s: %s", key, exc)
 
     async def snapshot(self, partitions: Sequence[int], *, reason: str) -> None:
-        """Write signed snapshots of every model and the shared state of ``partitions``."""
+        """Write signed snapshots of the models, shared state and drift state of ``partitions``."""
         if not partitions:
             return
         # Predictions sent before a snapshot must be durable before it is, so that a restart
@@ -126,7 +142,8 @@ class ModelRuntime:
         await self.app.producer.flush()
         for partition in partitions:
             learner = self.learners.get(partition)
-            if learner is None:
+            drift = self.drifts.get(partition)
+            if learner is None or drift is None:
                 continue
             records = snapshot_partition(
                 learner,
@@ -137,10 +154,11 @@ class ModelRuntime:
                 },
                 signer=self.signer,
                 schemas=self.schemas,
+                extra={DRIFT_STATE: drift.export_state()},
             )
             for name, key, value in records:
                 await self.snapshot_topic.send(key=key, value=value)
-                if name != SHARED_MODEL:
+                if name not in (SHARED_MODEL, DRIFT_STATE):
                     self.metrics.snapshots_written.labels(model=name).inc()
             self.since_snapshot[partition] = 0
             self.last_snapshot[partition] = time.monotonic()
@@ -156,85 +174,6 @@ class ModelRuntime:
             if self.since_snapshot[p] >= s.snapshot_every_events
             or (self.since_snapshot[p] and now - self.last_snapshot[p] >= s.snapshot_every_s)
         ]
-
-    def poll_controls(self) -> dict[str, int]:
-        """New serving versions named by control records since the last poll (blocking)."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        from streamproc.registry.store import CONTROL_PREFIX
-
-        if self._control_consumer is None:
-            consumer = Consumer(
-                client_config(
-                    self.settings,
-                    **{
-                        "group.id": "streamproc-control",
-                        "enable.auto.commit": False,
-                        "auto.offset.reset": "earliest",
-                    },
-                )
-            )
-            meta = consumer.list_topics(self.settings.topic_snapshots, timeout=10.0)
-            tmeta = meta.topics.get(self.settings.topic_snapshots)
-            if tmeta is None or tmeta.error is not None:
-                consumer.close()
-                return {}
-            consumer.assign(
-                [TopicPartition(self.settings.topic_snapshots, p, 0) for p in tmeta.partitions]
-            )
-            self._control_consumer = consumer
-        prefix = f"{CONTROL_PREFIX}{self.settings.model_namespace}/"
-        changes: dict[str, int] = {}
-        for msg in self._control_consumer.consume(1000, 0.2):
-            if msg.error() is not None or msg.key() is None:
-                continue
-            key = msg.key().decode("utf-8", "replace")
-            if key.startswith(prefix):
-                try:
-                    wanted = orjson.loads(msg.value() or b"{}").get("serve_version")
-                except orjson.JSONDecodeError:
-                    continue
-                if isinstance(wanted, int):
-                    self._controls[key[len(prefix) :]] = wanted
-            elif not key.startswith(CONTROL_PREFIX) and msg.value():
-                self._raw_snapshots[key] = msg.value()
-        for model, version in self._controls.items():
-            if self.serving.get(model) != version:
-                changes[model] = version
-        return changes
-
-    def apply_serving(self, changes: dict[str, int]) -> None:
-        """Switch every owned partition of each changed model to its serving version."""
-        from streamproc.registry.snapshots import decode_snapshot, snapshot_key
-
-        for model, version in changes.items():
-            switched = []
-            for partition, learner in self.learners.items():
-                if model not in learner.versions or learner.versions[model] == version:
-                    continue
-                key = snapshot_key(self.settings.model_namespace, model, partition, version)
-                raw = self._raw_snapshots.get(key)
-                if raw is None:
-                    logger.warning(
-                        "no snapshot %s to serve; partition %d keeps v%d",
-                        key,
-                        partition,
-                        learner.versions[model],
-                    )
-                    continue
-                try:
-                    snap = decode_snapshot(raw, self.signer, self.schemas)
-                except SnapshotError as exc:
-                    self._refused(key, exc)
-                    continue
-                learner.import_model(model, snap.state, version)
-                self.metrics.model_version.labels(model=model, partition=str(partition)).set(
-                    version
-                )
-                switched.append(partition)
-            self.serving[model] = version
-            if switched:
-                logger.warning("%s: now serving v%d on partitions %s", model, version, switched)
 
     def publish_quality(self) -> None:
         """Set the model-quality gauges: each metric averaged over this worker's partitions."""
@@ -256,10 +195,11 @@ class ModelRuntime:
     def drop(self, partitions: Sequence[int]) -> None:
         for p in partitions:
             self.learners.pop(p, None)
+            self.drifts.pop(p, None)
             self.next_offset.pop(p, None)
-            for model in self.serving:
+            for spec in self.specs:
                 with contextlib.suppress(KeyError):  # no series for it yet
-                    self.metrics.model_version.remove(model, str(p))
+                    self.metrics.model_version.remove(spec.name, str(p))
 
 
 def _writer_fingerprint(headers: Any) -> str:
@@ -278,7 +218,7 @@ def register_model(app: faust.App, settings: Settings, metrics: StreamprocMetric
     for spec in runtime.specs:
         metrics.declare_model(
             spec.name,
-            drift_kinds=("concept", "data", "label"),
+            drift_kinds=("concept", "data", "label", "lifecycle"),
             refusal_reasons=("bad_signature", "corrupt"),
         )
     records_in = metrics.records_in.labels(topic=settings.topic_valid)
@@ -312,12 +252,12 @@ def register_model(app: faust.App, settings: Settings, metrics: StreamprocMetric
                 partition, offset = msg.partition, msg.offset
                 if offset < runtime.next_offset.get(partition, 0):
                     continue  # already covered by the restored snapshot
-                learner = runtime.learners[partition]
+                drift = runtime.drifts[partition]
                 runtime.next_offset[partition] = offset + 1
                 runtime.since_snapshot[partition] += 1
                 try:
                     decoded = runtime.decoder.decode(msg.value or b"")
-                    outs = learner.process(decoded.event)
+                    outs, signals = drift.process(decoded.event, offset=offset)
                 except EventError as exc:
                     exc.at(f"{msg.topic}[{partition}]@{offset}")
                     metrics.dead_letters.labels(reason=exc.reason).inc()
@@ -335,46 +275,60 @@ def register_model(app: faust.App, settings: Settings, metrics: StreamprocMetric
                     )
                     await dlq_topic.send(key=msg.key, value=value)
                     continue
-                if not outs:
-                    continue
-                now = time.time()
-                now_ms = int(now * 1000)
-                latency = max(0.0, now - msg.timestamp) if msg.timestamp else 0.0
-                fingerprint = _writer_fingerprint(msg.headers)
-                for out in outs:
-                    record = {
-                        "event_id": out.event_id,
-                        "session_id": out.session_id,
-                        "user_id": out.user_id,
-                        "title_id": out.title_id,
-                        "model": out.model,
-                        "model_version": out.model_version,
-                        "score": out.score,
-                        "scores": out.scores,
-                        "shadow": out.shadow,
-                        "partition": partition,
-                        "event_time": out.event_time,
-                        "predicted_at": now_ms,
-                        "latency_s": latency,
-                        "input_fingerprint": fingerprint,
-                    }
-                    await predictions_topic.send(key=msg.key, value=encode_prediction(record))
-                    predictions_by_model[out.model].inc()
-                    predictions_out.inc()
-                    to_prediction.observe(max(0.0, now - out.event_time / 1000))
-                latency_hist.observe(latency)
+                if outs:
+                    await send_predictions(msg, partition, outs)
+                if signals:
+                    # After the predictions: the snapshot flushes both, and covers this
+                    # event, so a restart neither repeats these signals nor loses a
+                    # promotion (nor resurrects the champion it replaced).
+                    await runtime.signals.send(signals)
+                    await runtime.snapshot([partition], reason="drift signal")
             stage.observe((time.perf_counter() - started) / len(events))
             due = runtime.due()
             if due:
                 await runtime.snapshot(due, reason="interval")
 
+    async def send_predictions(msg: Any, partition: int, outs: Sequence[PredictionOut]) -> None:
+        """Send the predictions of one event."""
+        now = time.time()
+        now_ms = int(now * 1000)
+        latency = max(0.0, now - msg.timestamp) if msg.timestamp else 0.0
+        fingerprint = _writer_fingerprint(msg.headers)
+        for out in outs:
+            record = {
+                "event_id": out.event_id,
+                "session_id": out.session_id,
+                "user_id": out.user_id,
+                "title_id": out.title_id,
+                "model": out.model,
+                "model_version": out.model_version,
+                "score": out.score,
+                "scores": out.scores,
+                "shadow": out.shadow,
+                "partition": partition,
+                "event_time": out.event_time,
+                "predicted_at": now_ms,
+                "latency_s": latency,
+                "input_fingerprint": fingerprint,
+            }
+            await predictions_topic.send(key=msg.key, value=encode_prediction(record))
+            predictions_by_model[out.model].inc()
+            predictions_out.inc()
+            to_prediction.observe(max(0.0, now - out.event_time / 1000))
+        latency_hist.observe(latency)
+
     app.agent(valid_topic, name="score")(score)
 
     async def follow_controls() -> None:
-        """Serve the model versions the control records name (rollback, promotion)."""
-        changes = await asyncio.to_thread(runtime.poll_controls)
-        if changes:
-            runtime.apply_serving(changes)
+        """Serve the model versions the control records name (manual rollback, promotion)."""
+        controls = await asyncio.to_thread(runtime.controls.poll)
+        if not controls:
+            return
+        applied = runtime.controls.apply(controls, runtime.drifts, runtime.next_offset)
+        for signals in applied.values():
+            await runtime.signals.send(signals)
+        if applied:
+            await runtime.snapshot(sorted(applied), reason="control record")
 
     # Registered by calls, not decorators: app.timer() returns an untyped Callable.
     app.timer(interval=2.0)(follow_controls)

@@ -1,4 +1,4 @@
-"""``streamproc models list|show|rollback``: the model registry on the snapshots topic."""
+"""``streamproc models list|show|promote|rollback``: the model registry on the snapshots topic."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _when(ms: int) -> str:
 
 @click.group("models")
 def command() -> None:
-    """List model versions, show one model, roll back to a version."""
+    """List model versions, show one model, promote or roll back to a version."""
 
 
 @command.command("list")
@@ -112,6 +112,28 @@ def show(ctx: click.Context, name: str) -> None:
 def rollback(ctx: click.Context, name: str, version: int, note: str) -> None:
     """Serve VERSION of model NAME again on every partition; recorded as an event."""
     result = set_serving_version(settings_from(ctx), name, version, note=note)
+    click.echo(
+        f"{name}: serving v{version} on partitions {result['partitions']} "
+        "(workers switch within seconds; recorded on the drift-signals topic)"
+    )
+
+
+@command.command("promote")
+@click.argument("name")
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Version to serve from now on.",
+)
+@click.option("--note", default="", help="Why (recorded on the drift-signals topic).")
+@click.pass_context
+def promote(ctx: click.Context, name: str, version: int, note: str) -> None:
+    """Serve VERSION of model NAME on every partition that has it; recorded as an event."""
+    result = set_serving_version(
+        settings_from(ctx), name, version, action="manual_promote", note=note
+    )
     click.echo(
         f"{name}: serving v{version} on partitions {result['partitions']} "
         "(workers switch within seconds; recorded on the drift-signals topic)"

@@ -54,7 +54,7 @@ def command(
     click.echo(
         f"replayed {result.events:,} events from {len(result.partitions)} partitions into "
         f"namespace {namespace!r}: {result.predictions:,} predictions, "
-        f"{result.snapshots} snapshots"
+        f"{result.signals:,} drift signals (not sent), {result.snapshots} snapshots"
     )
     if predictions_out:
         click.echo(f"predictions written to {predictions_out}")

@@ -11,8 +11,9 @@ A pure library (no Kafka, no agents); the model agent calls it per event of a pa
   prequential error, label drift on the labels, data drift; DriftSignal dicts
   (``schemas/drift_signal/v1.avsc``), one per episode.
 - :mod:`.response`   :class:`ResponsePolicy`: challenger, shadow evaluation, promotion,
-  guarded rollback around a :class:`~streamproc.learning.partition.PartitionLearner` slot;
-  :class:`PartitionDrift`: learner + monitors + policies of one partition.
+  guarded rollback around a :class:`~streamproc.learning.partition.PartitionLearner` slot.
+- :mod:`.partition`  :class:`PartitionDrift`: learner + monitors + policies of one partition
+  (what the model agent runs per partition), manual controls, its snapshot state.
 - :mod:`.report`     ``streamproc drift-report``: delays, false alarms, recovery on the
   simulator's drift scenarios and on River's synthetic drift streams.
 """
@@ -22,7 +23,8 @@ from __future__ import annotations
 from streamproc.drift.data import DataDriftMonitor
 from streamproc.drift.detectors import DriftDetector, RiverDetector, make_detector
 from streamproc.drift.monitor import DriftMonitor, make_signal
-from streamproc.drift.response import PartitionDrift, ResponsePolicy
+from streamproc.drift.partition import PartitionDrift
+from streamproc.drift.response import ResponsePolicy
 
 __all__ = [
     "DataDriftMonitor",

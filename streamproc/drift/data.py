@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from streamproc.errors import SnapshotError
 from streamproc.records import ViewingEvent
 
 __all__ = [
@@ -143,6 +144,16 @@ DATA_FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("device_type", _device, categorical=True),
     FeatureSpec("event_type", _event_type, categorical=True, plays_only=False),
 )
+
+
+#: Version of the dict :meth:`DataDriftMonitor.export_state` returns.
+STATE_FORMAT = 1
+
+
+def _describe(state: object) -> str:
+    if isinstance(state, dict):
+        return f"a dict with keys {sorted(map(str, state))}"
+    return type(state).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +298,75 @@ class DataDriftMonitor:
                 feature.edges = None
                 feature.categories = {}
                 feature.ref_counts = None
+
+    def export_state(self) -> dict[str, Any]:
+        """The samples and counters (picklable; the features' read functions are not in it).
+
+        >>> from streamproc.testing import make_viewing_event
+        >>> a, b = DataDriftMonitor(), DataDriftMonitor()
+        >>> for i in range(50):
+        ...     _ = a.update(make_viewing_event(event_time=i, event_type="play"))
+        >>> b.import_state(a.export_state())
+        >>> b.export_state()["events"], len(b.export_state()["features"]["rtt_ms"]["reference"])
+        (50, 50)
+        """
+        return {
+            "format": STATE_FORMAT,
+            "events": self._events,
+            "max_ratio": dict(self.max_ratio),
+            "features": {
+                f.spec.name: {
+                    "reference": list(f.reference),
+                    "recent": list(f.recent),
+                    "edges": f.edges,
+                    "categories": dict(f.categories),
+                    "ref_counts": f.ref_counts,
+                }
+                for f in self._features
+            },
+        }
+
+    def import_state(self, state: object) -> None:
+        """Continue from what :meth:`export_state` returned.
+
+        Features this monitor does not watch are ignored; watched features missing from
+        ``state`` start empty. Samples larger than this monitor's windows are cut (the oldest
+        reference values and the newest recent values are kept; the bins are then rebuilt).
+
+        Raises
+        ------
+        SnapshotError
+            When ``state`` is not such a dict (nothing is changed then).
+        """
+        if not (
+            isinstance(state, dict)
+            and state.get("format") == STATE_FORMAT
+            and isinstance(state.get("events"), int)
+            and isinstance(state.get("features"), dict)
+        ):
+            raise SnapshotError(
+                "cannot import the data drift state: expected the dict export_state() returns "
+                f"(format {STATE_FORMAT}), got {_describe(state)}"
+            )
+        saved: dict[str, Any] = state["features"]
+        for feature in self._features:
+            item = saved.get(feature.spec.name)
+            if not isinstance(item, dict):
+                continue
+            reference = list(item.get("reference", ()))
+            fresh = _Feature(feature.spec, self.recent_size)
+            fresh.reference = reference[: self.reference_size]
+            fresh.recent.extend(item.get("recent", ()))
+            if len(reference) <= self.reference_size:  # else: bins rebuilt from the sample
+                fresh.edges = item.get("edges")
+                fresh.categories = dict(item.get("categories") or {})
+                fresh.ref_counts = item.get("ref_counts")
+            self._features[self._features.index(feature)] = fresh
+        self._every_event = [f for f in self._features if not f.spec.plays_only]
+        self._events = state["events"]
+        for name, ratio in dict(state.get("max_ratio") or {}).items():
+            if name in self.max_ratio:
+                self.max_ratio[name] = float(ratio)
 
     def _histograms(self, feature: _Feature) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         if feature.spec.categorical:

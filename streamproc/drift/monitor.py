@@ -32,8 +32,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Literal
 
-from streamproc.drift.data import DataDriftMonitor
+from streamproc.drift.data import DataDriftMonitor, _describe
 from streamproc.drift.detectors import RiverDetector, make_detector
+from streamproc.errors import SnapshotError
 from streamproc.learning.partition import LabelOut
 from streamproc.records import ViewingEvent
 
@@ -51,6 +52,8 @@ Severity = Literal["info", "warning", "drift"]
 Action = Literal[
     "none", "challenger_started", "promoted", "rolled_back", "manual_promote", "manual_rollback"
 ]
+#: Version of the dict :meth:`DriftMonitor.export_state` returns.
+STATE_FORMAT = 1
 _SIGNAL_NAMESPACE = uuid.UUID("6f1c0a52-3d4e-4b8f-9a51-2f0c6d7e8b90")
 _LOSS_EPS = 1e-3
 
@@ -243,6 +246,74 @@ class DriftMonitor:
         """Forget the error stream (the served model changed) and warm up again."""
         self._concept = make_detector(self.concept_detector, **self.concept_params)
         self._concept_from = self.labels_seen + self.warmup_labels
+
+    def export_state(self) -> dict[str, Any]:
+        """The detectors, episodes and counters (picklable; ``data`` is not in it).
+
+        The :class:`DataDriftMonitor` is exported by its owner
+        (:meth:`~streamproc.drift.partition.PartitionDrift.export_state`), since one data
+        monitor may serve several model monitors.
+        """
+        return {
+            "format": STATE_FORMAT,
+            "model": self.model,
+            "concept_detector": self.concept_detector,
+            "concept_params": dict(self.concept_params),
+            "label_detector": self.label_detector,
+            "label_params": dict(self.label_params),
+            "concept": self._concept,
+            "label": self._label,
+            "episodes": dict(self._episodes),
+            "data_episodes": dict(self._data_episodes),
+            "labels_seen": self.labels_seen,
+            "events_seen": self.events_seen,
+            "concept_from": self._concept_from,
+            "signals_emitted": self.signals_emitted,
+        }
+
+    def import_state(self, state: object) -> None:
+        """Continue from what :meth:`export_state` returned (for the same model).
+
+        A detector configured differently now than in ``state`` (another name or other
+        parameters) starts fresh, and the concept stream warms up again; everything else
+        (episodes, counters) is kept.
+
+        Raises
+        ------
+        SnapshotError
+            When ``state`` is not such a dict for this model (nothing is changed then).
+        """
+        if not (
+            isinstance(state, dict)
+            and state.get("format") == STATE_FORMAT
+            and state.get("model") == self.model
+            and isinstance(state.get("concept"), RiverDetector)
+            and isinstance(state.get("label"), RiverDetector)
+            and isinstance(state.get("episodes"), dict)
+            and isinstance(state.get("labels_seen"), int)
+        ):
+            raise SnapshotError(
+                f'cannot import the drift monitor state of "{self.model}": expected the dict '
+                f"export_state() returns (format {STATE_FORMAT}), got {_describe(state)}"
+            )
+        self.labels_seen = state["labels_seen"]
+        self.events_seen = int(state.get("events_seen", 0))
+        self.signals_emitted = int(state.get("signals_emitted", 0))
+        self._episodes.update(state["episodes"])
+        self._data_episodes = dict(state.get("data_episodes") or {})
+        if (state.get("concept_detector"), state.get("concept_params")) == (
+            self.concept_detector,
+            self.concept_params,
+        ):
+            self._concept = state["concept"]
+            self._concept_from = int(state.get("concept_from", self.warmup_labels))
+        else:
+            self._concept_from = self.labels_seen + self.warmup_labels
+        if (state.get("label_detector"), state.get("label_params")) == (
+            self.label_detector,
+            self.label_params,
+        ):
+            self._label = state["label"]
 
     def update_label(self, label: LabelOut, *, offset: int | None = None) -> list[dict[str, Any]]:
         """Fold in one scored label of this model; the signals it raises (usually none)."""

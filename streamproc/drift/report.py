@@ -4,7 +4,7 @@ For each scenario (``stationary``, ``taste_shift``, ``taste_drift``, ``throttled
 fixed seed, the simulator's valid events are split by user as Kafka would, and every
 partition runs twice over the same events, in stream order:
 
-- **adaptive**: a :class:`~streamproc.drift.response.PartitionDrift` (drift monitors, data
+- **adaptive**: a :class:`~streamproc.drift.partition.PartitionDrift` (drift monitors, data
   drift on the inputs, challenger / promotion / rollback);
 - **baseline**: the bare learner, champion only (no adaptation).
 
@@ -38,7 +38,7 @@ import orjson
 from streamproc.config import Settings
 from streamproc.drift.data import DataDriftMonitor
 from streamproc.drift.monitor import DriftMonitor
-from streamproc.drift.response import PartitionDrift
+from streamproc.drift.partition import PartitionDrift
 from streamproc.learning.evaluate import START_TIME_MS, partition_of, roc_auc
 from streamproc.learning.partition import LabelOut, PartitionLearner
 from streamproc.learning.specs import get_model_specs

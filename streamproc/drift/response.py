@@ -14,19 +14,23 @@
    (log loss, or absolute error for a regression) is below the champion's by more than
    ``margin`` (relative: 0.02 = 2 % of the champion's loss, so one setting serves log losses
    of ~0.5 and rebuffering errors of ~0.01) and the paired difference is significant
-   (``z`` standard errors), the challenger is imported into the learner as version
-   ``champion + 1`` (signal ``action=promoted``). A challenger that has not won after
+   (``z`` standard errors), the challenger is imported into the learner as the next
+   version (signal ``action=promoted``). A challenger that has not won after
    ``max_trial_labels`` labels is retired (a ``lifecycle`` / ``info`` signal).
 4. **guard**: after a promotion the previous champion keeps predicting and learning in the
    shadow for ``guard_labels`` labels; if the new version does worse than it by the same
-   test, it is served again (``action=rolled_back``) as version ``current + 1``: versions
-   only grow, so a version number never names two different models (the previous model
-   learned during the guard, so it is no longer the old version's snapshot).
+   test, it is served again (``action=rolled_back``) as the next version: versions only
+   grow, so a version number never names two different models (the previous model
+   learned during the guard, so it is no longer the old version's snapshot). "Next" is
+   one above the highest version the slot has used (:attr:`ResponsePolicy.top_version`),
+   not the serving one: after an operator served v1 again, a promotion makes v3, not a
+   second v2.
 
 Promotions and rollbacks are applied by :meth:`ResponsePolicy.apply` *after*
 ``learner.process`` returned (the learner calls ``on_label`` before the champion learns;
 swapping the slot's model inside that callback would make the new model learn the label
-twice). :class:`PartitionDrift` wires learner, monitors and policies of one partition.
+twice). :class:`~streamproc.drift.partition.PartitionDrift` wires learner, monitors and
+policies of one partition.
 """
 
 from __future__ import annotations
@@ -36,15 +40,18 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from streamproc.drift.data import DataDriftMonitor
-from streamproc.drift.monitor import Action, DriftMonitor, Severity, make_signal
-from streamproc.learning.partition import LabelOut, PartitionLearner, PredictionOut
+from streamproc.drift.data import _describe
+from streamproc.drift.monitor import Action, Severity, make_signal
+from streamproc.errors import SnapshotError
+from streamproc.learning.partition import LabelOut, PartitionLearner
 from streamproc.learning.specs import ModelSpec
-from streamproc.records import ViewingEvent
 
-__all__ = ["PairedWindow", "PartitionDrift", "ResponsePolicy"]
+__all__ = ["STATE_FORMAT", "PairedWindow", "ResponsePolicy"]
 
 _EPS = 1e-3
+#: Version of the dicts the ``export_state`` methods here return.
+STATE_FORMAT = 1
+_SHADOWS = ("challenger", "previous")
 
 
 class PairedWindow:
@@ -183,6 +190,11 @@ class ResponsePolicy:
         self.promotions = 0
         self.rollbacks = 0
         self.challengers_started = 0
+        #: Highest version number this slot has used on this partition: a promotion or a
+        #: rollback serves ``top_version + 1``, so a number never names two models even
+        #: after an operator served an older version again.
+        self.top_version = learner.versions[self.model]
+        self._champion_before: int | None = None  # the version the guard may restore
         #: Called with (role, label, shadow prediction) for every shadow-scored label
         #: (role ``challenger`` or ``previous``): for reports and plots.
         self.on_shadow_score: Callable[[str, LabelOut, float], None] | None = None
@@ -300,18 +312,20 @@ class ResponsePolicy:
             w = self.challenger.window
             old = self.learner.export_model(self.model)
             self.previous = _Shadow(old["model"], self.window)
-            self._serve(self.challenger.model, version + 1)
+            new = self._new_version(version)
+            self._serve(self.challenger.model, new)
+            self._champion_before = version
             self.challenger = None
             self._labels_in_phase = 0
             self.promotions += 1
             out.append(
                 self._signal(
-                    version + 1,
+                    new,
                     "promoted",
                     "drift",
                     label.event_time,
                     at,
-                    self._figures(w, version, version + 1),
+                    self._figures(w, version, new),
                 )
             )
         elif what == "retire" and self.challenger is not None:
@@ -329,19 +343,21 @@ class ResponsePolicy:
             )
         elif what == "rollback" and self.previous is not None:
             w = self.previous.window
-            self._serve(self.previous.model, version + 1)
+            new = self._new_version(version)
+            self._serve(self.previous.model, new)
             self.previous = None
             self.rollbacks += 1
+            before = self._champion_before
             out.append(
                 self._signal(
-                    version + 1,
+                    new,
                     "rolled_back",
                     "drift",
                     label.event_time,
                     at,
                     {
-                        **self._figures(w, version, version + 1),
-                        "restored_lineage_of": str(version - 1),
+                        **self._figures(w, version, new),
+                        "restored_lineage_of": str(version - 1 if before is None else before),
                     },
                 )
             )
@@ -349,7 +365,69 @@ class ResponsePolicy:
             self.previous = None
         return out
 
+    def reset(self) -> None:
+        """Drop the challenger and the guard (an operator chose the served version)."""
+        self.challenger = None
+        self.previous = None
+        self._champion_before = None
+        self._labels_in_phase = 0
+        self._decision = None
+        self._want_challenger = False
+
+    # -- state --------------------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        """The shadows (challenger, previous champion), windows and counters (picklable)."""
+        return {
+            "format": STATE_FORMAT,
+            "model": self.model,
+            "challenger": self.challenger,
+            "previous": self.previous,
+            "labels_in_phase": self._labels_in_phase,
+            "decision": self._decision,
+            "want_challenger": self._want_challenger,
+            "promotions": self.promotions,
+            "rollbacks": self.rollbacks,
+            "challengers_started": self.challengers_started,
+            "top_version": self.top_version,
+            "champion_before": self._champion_before,
+        }
+
+    def import_state(self, state: object) -> None:
+        """Continue from what :meth:`export_state` returned (for the same model).
+
+        Raises
+        ------
+        SnapshotError
+            When ``state`` is not such a dict for this model (nothing is changed then).
+        """
+        if not (
+            isinstance(state, dict)
+            and state.get("format") == STATE_FORMAT
+            and state.get("model") == self.model
+            and all(isinstance(state.get(k), (_Shadow, type(None))) for k in _SHADOWS)
+            and isinstance(state.get("top_version"), int)
+        ):
+            raise SnapshotError(
+                f'cannot import the response policy state of "{self.model}": expected the '
+                f"dict export_state() returns (format {STATE_FORMAT}), got {_describe(state)}"
+            )
+        self.challenger = state["challenger"]
+        self.previous = state["previous"]
+        self._labels_in_phase = int(state.get("labels_in_phase", 0))
+        self._decision = state.get("decision")
+        self._want_challenger = bool(state.get("want_challenger", False))
+        self.promotions = int(state.get("promotions", 0))
+        self.rollbacks = int(state.get("rollbacks", 0))
+        self.challengers_started = int(state.get("challengers_started", 0))
+        self.top_version = max(self.top_version, state["top_version"])
+        self._champion_before = state.get("champion_before")
+
     # -- internals ----------------------------------------------------------------------------
+
+    def _new_version(self, current: int) -> int:
+        self.top_version = max(self.top_version, current) + 1
+        return self.top_version
 
     def _predict(self, model: Any, x: dict[str, float]) -> float:
         if self.spec.task == "binary":
@@ -406,122 +484,3 @@ class ResponsePolicy:
             input_offset=offset,
             details=details,
         )
-
-
-class PartitionDrift:
-    """One partition's learner with a drift monitor and a response policy per model.
-
-    This is what the model agent calls instead of ``learner.process``: it returns the
-    predictions and the DriftSignal dicts to send to ``drift-signals``.
-
-    Parameters
-    ----------
-    learner
-        The partition's learner (its ``on_label`` is chained, not replaced).
-    partition
-        Input partition.
-    models
-        Models to monitor and respond for (binary or regression specs).
-    data
-        Data drift monitor of the partition's inputs (signals carry the first model).
-    respond
-        False: monitor only (the no-adaptation baseline).
-    monitor_kwargs, policy_kwargs
-        Passed to every :class:`~streamproc.drift.monitor.DriftMonitor` /
-        :class:`ResponsePolicy`.
-    """
-
-    def __init__(
-        self,
-        learner: PartitionLearner,
-        *,
-        partition: int | None = None,
-        models: Sequence[str] | None = None,
-        data: DataDriftMonitor | None = None,
-        respond: bool = True,
-        monitor_kwargs: dict[str, Any] | None = None,
-        policy_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        self.learner = learner
-        self.partition = partition
-        specs = {s.name: s for s in learner.specs if s.task in ("binary", "regression")}
-        names = list(specs) if models is None else list(models)
-        self.monitors = {
-            name: DriftMonitor(
-                name,
-                "binary" if specs[name].task == "binary" else "regression",
-                partition=partition,
-                data=data if i == 0 else None,
-                **(monitor_kwargs or {}),
-            )
-            for i, name in enumerate(names)
-        }
-        self.policies = (
-            {
-                name: ResponsePolicy(
-                    learner, specs[name], partition=partition, **(policy_kwargs or {})
-                )
-                for name in names
-            }
-            if respond
-            else {}
-        )
-        self._chained = learner.on_label
-        learner.on_label = self._on_label
-        self._pending: list[dict[str, Any]] = []
-        self._offset: int | None = None
-
-    def _version_of(self, name: str) -> Callable[[], int]:
-        return lambda: self.learner.versions[name]
-
-    def _on_label(self, label: LabelOut) -> None:
-        if self._chained is not None:
-            self._chained(label)
-        monitor = self.monitors.get(label.model)
-        if monitor is None:
-            return
-        policy = self.policies.get(label.model)
-        if policy is not None:
-            policy.on_label(label, self._offset)
-        signals = monitor.update_label(label, offset=self._offset)
-        for signal in signals:
-            if policy is not None:
-                policy.on_signal(signal)
-        self._pending.extend(signals)
-
-    def process(
-        self, event: ViewingEvent, offset: int | None = None
-    ) -> tuple[list[PredictionOut], list[dict[str, Any]]]:
-        """``learner.process(event)`` plus drift monitoring and the response; both outputs.
-
-        Raises
-        ------
-        ModelError
-            As ``learner.process`` (the signals raised so far are kept for the next call).
-        """
-        self._offset = offset
-        new_session = (
-            event["event_type"] == "play" and event["session_id"] not in self.learner.sessions
-        )
-        predictions = self.learner.process(event)
-        if new_session:
-            for policy in self.policies.values():
-                policy.on_play(event["session_id"])
-        for name, monitor in self.monitors.items():
-            if monitor.data is None:
-                continue
-            version = self._version_of(name)
-            for signal in monitor.update_event(event, version=version, offset=offset):
-                target = self.policies.get(name)
-                if target is not None:
-                    target.on_signal(signal)
-                self._pending.append(signal)
-        for name, policy in self.policies.items():
-            if not policy.busy:
-                continue
-            actions = policy.apply(event_time=event["event_time"], offset=offset)
-            if any(a["action"] in ("promoted", "rolled_back") for a in actions):
-                self.monitors[name].reset_concept()
-            self._pending.extend(actions)
-        signals, self._pending = self._pending, []
-        return predictions, signals

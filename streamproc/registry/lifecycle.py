@@ -2,7 +2,10 @@
 
 An action writes the control record ``control/<ns>/<model>`` on the snapshots topic (every
 worker follows it within seconds) and a ``DriftSignal`` of kind ``lifecycle`` on the
-drift-signals topic, the audit log of the model lifecycle.
+drift-signals topic, the audit log of the model lifecycle (``partition`` null: the request).
+Each worker then records what it did on each partition it owns as another signal with the
+same action and that partition (``details["result"]``: switched, already_serving or
+no_snapshot).
 """
 
 from __future__ import annotations
@@ -58,9 +61,18 @@ def set_serving_version(
     partitions = sorted({i.partition for i in infos if i.version == version})
     now = int(time.time() * 1000)
     who = f"{getpass.getuser()}@{socket.gethostname()}"
-    control = {"serve_version": version, "action": action, "at": now, "by": who, "note": note}
+    signal_id = str(uuid.uuid4())
+    # The id tells the workers this record from an earlier one naming the same version.
+    control = {
+        "serve_version": version,
+        "action": action,
+        "at": now,
+        "by": who,
+        "note": note,
+        "id": signal_id,
+    }
     signal = {
-        "signal_id": str(uuid.uuid4()),
+        "signal_id": signal_id,
         "model": model,
         "model_version": version,
         "partition": None,

@@ -2,9 +2,12 @@
 
 Each partition of the valid topic is read in offset order from the start (or an offset) and
 fed to a fresh :class:`~streamproc.learning.partition.PartitionLearner` seeded from the
-settings: the same code path and order as the live model agent. With the same input and
-seed, the predictions are identical to the live ones (and to any other replay), and the
-snapshots carry identical model bytes.
+settings, inside the same :class:`~streamproc.drift.partition.PartitionDrift` (drift
+monitors, challenger, promotion, rollback) as the live model agent: the same code path and
+order. With the same input, seed and drift settings, the predictions are identical to the
+live ones (and to any other replay), and the snapshots carry identical model bytes. The
+replay's drift signals are counted, not sent; manual controls (operator actions, not in the
+input) are not replayed.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from streamproc.config import Settings
+from streamproc.drift.partition import PartitionDrift
 from streamproc.errors import EventError, KafkaError
 from streamproc.ingest.decode import EventDecoder
 from streamproc.ingest.schemas import load_schemas
 from streamproc.kafka.clients import client_config
 from streamproc.learning.partition import PartitionLearner, PredictionOut
 from streamproc.learning.specs import get_model_specs
-from streamproc.registry.snapshots import snapshot_partition
+from streamproc.registry.snapshots import DRIFT_STATE, snapshot_partition
 from streamproc.registry.store import signer_from
 
 __all__ = ["ReplayResult", "replay_models"]
@@ -40,6 +44,7 @@ class ReplayResult:
     namespace: str
     events: int = 0
     predictions: int = 0
+    signals: int = 0
     snapshots: int = 0
     partitions: dict[int, int] = field(default_factory=dict)  # partition -> events
     metrics: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
@@ -100,7 +105,7 @@ def replay_models(
         )
     )
     out: IO[bytes] | None = predictions_out.open("wb") if predictions_out else None
-    learners: dict[int, PartitionLearner] = {}
+    drifts: dict[int, PartitionDrift] = {}
     ends: dict[int, int] = {}
     try:
         meta = consumer.list_topics(settings.topic_valid, timeout=10.0).topics.get(
@@ -122,7 +127,8 @@ def replay_models(
                 timeout_policy=settings.session_timeout_policy,
                 seed=settings.seed,
             )
-            learners[partition] = learner
+            drift = PartitionDrift.from_settings(learner, settings, partition=partition)
+            drifts[partition] = drift
             ends[partition] = high
             done = _replay_partition(
                 consumer,
@@ -131,7 +137,7 @@ def replay_models(
                 start,
                 high,
                 decoder,
-                learner,
+                drift,
                 out,
                 result,
             )
@@ -144,8 +150,8 @@ def replay_models(
         consumer.close()
         if out is not None:
             out.close()
-    if write_snapshots and learners:
-        result.snapshots = _write_snapshots(settings, namespace, learners, ends)
+    if write_snapshots and drifts:
+        result.snapshots = _write_snapshots(settings, namespace, drifts, ends)
     return result
 
 
@@ -156,7 +162,7 @@ def _replay_partition(
     start: int,
     end: int,
     decoder: EventDecoder,
-    learner: PartitionLearner,
+    drift: PartitionDrift,
     out: IO[bytes] | None,
     result: ReplayResult,
 ) -> int:
@@ -178,11 +184,13 @@ def _replay_partition(
             position = msg.offset() + 1
             done += 1
             try:
-                outs = learner.process(decoder.decode(msg.value() or b"").event)
+                event = decoder.decode(msg.value() or b"").event
+                outs, signals = drift.process(event, offset=msg.offset())
             except EventError as exc:
                 logger.warning("replay skipped %s[%d]@%d: %s", topic, partition, msg.offset(), exc)
                 continue
             result.predictions += len(outs)
+            result.signals += len(signals)
             if out is not None:
                 for o in outs:
                     out.write(_prediction_line(partition, o) + b"\n")
@@ -193,7 +201,7 @@ def _replay_partition(
 def _write_snapshots(
     settings: Settings,
     namespace: str,
-    learners: dict[int, PartitionLearner],
+    drifts: dict[int, PartitionDrift],
     ends: dict[int, int],
 ) -> int:
     from confluent_kafka import Producer
@@ -202,15 +210,16 @@ def _write_snapshots(
     signer = signer_from(settings)
     producer = Producer(client_config(settings, **{"enable.idempotence": True, "acks": "all"}))
     count = 0
-    for partition, learner in learners.items():
+    for partition, drift in drifts.items():
         records = snapshot_partition(
-            learner,
+            drift.learner,
             partition,
             namespace=namespace,
             source_offsets={f"{settings.topic_valid}:{partition}": ends[partition]},
             signer=signer,
             schemas=schemas,
             created_at=1,  # fixed: a replay's snapshots are identical byte for byte
+            extra={DRIFT_STATE: drift.export_state()},
         )
         for _, key, value in records:
             producer.produce(settings.topic_snapshots, key=key, value=value)

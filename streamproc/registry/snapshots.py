@@ -13,7 +13,7 @@ import io
 import logging
 import pickle
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from streamproc.learning.partition import PartitionLearner
 
 __all__ = [
+    "DRIFT_STATE",
     "SHARED_MODEL",
     "Snapshot",
     "SnapshotMeta",
@@ -45,6 +46,10 @@ _DOMAIN = b"streamproc-snapshot-v1\n"
 
 #: The snapshot "model" that carries a partition's shared feature state and pending sessions.
 SHARED_MODEL = "_features"
+#: The snapshot "model" that carries a partition's drift state: detectors, episodes, data
+#: windows, an in-flight challenger or guard, the control records applied, and the versions
+#: serving when it was written (see :class:`~streamproc.drift.partition.PartitionDrift`).
+DRIFT_STATE = "_drift"
 
 
 def snapshot_key(namespace: str, model: str, partition: int, version: int) -> str:
@@ -189,13 +194,19 @@ def snapshot_partition(
     signer: Signer,
     schemas: SchemaSet,
     created_at: int = 0,
+    extra: Mapping[str, Any] | None = None,
 ) -> list[tuple[str, bytes, bytes]]:
     """``(model, key, value)`` snapshot records of every model of a partition and its shared
-    feature state (under the model name ``_features``), all covering ``source_offsets``."""
+    feature state (under the model name ``_features``), all covering ``source_offsets``.
+
+    ``extra`` adds more signed components of the partition's state, name -> state (version
+    1, like the shared state), e.g. ``{DRIFT_STATE: drift.export_state()}``.
+    """
     metrics = learner.metrics()
     states: list[tuple[str, int, Any, dict[str, float]]] = [
         (SHARED_MODEL, 1, learner.export_shared(), {})
     ]
+    states += [(name, 1, state, {}) for name, state in (extra or {}).items()]
     states += [
         (name, version, learner.export_model(name), metrics.get(name, {}))
         for name, version in learner.versions.items()

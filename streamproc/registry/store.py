@@ -1,14 +1,16 @@
 """Read and write the model-snapshots topic: snapshots, serving-version control records.
 
 Besides snapshots (``<ns>/<model>/<partition>/v<version>``) the compacted topic carries one
-control record per model, ``control/<ns>/<model>``: ``{"serve_version": V, ...}`` (JSON). A
-manual rollback or promotion writes it; every worker follows it within seconds.
+control record per model, ``control/<ns>/<model>``: ``{"serve_version": V, "action": ...,
+"id": ..., ...}`` (JSON). A manual rollback or promotion writes it; every worker applies it
+within seconds to the partitions it owns, once per record and partition (the partition's
+drift state remembers the record's :func:`control_token`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,7 @@ __all__ = [
     "CONTROL_PREFIX",
     "SnapshotInfo",
     "control_key",
+    "control_token",
     "list_snapshot_infos",
     "load_registry",
     "signer_from",
@@ -38,6 +41,20 @@ CONTROL_PREFIX = "control/"
 def control_key(namespace: str, model: str) -> str:
     """Key of the serving-version control record of ``model``."""
     return f"{CONTROL_PREFIX}{namespace}/{model}"
+
+
+def control_token(control: Mapping[str, Any]) -> str:
+    """The identity of a control record: its ``id``, else its time and version.
+
+    >>> control_token({"serve_version": 2, "at": 1700000000000, "id": "c1"})
+    'c1'
+    >>> control_token({"serve_version": 2, "at": 1700000000000})
+    '1700000000000:2'
+    """
+    given = control.get("id")
+    if isinstance(given, str) and given:
+        return given
+    return f"{control.get('at')}:{control.get('serve_version')}"
 
 
 def signer_from(settings: Settings) -> Signer:

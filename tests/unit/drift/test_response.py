@@ -6,7 +6,8 @@ import random
 from typing import Any
 
 from streamproc.drift.monitor import make_signal
-from streamproc.drift.response import PairedWindow, PartitionDrift, ResponsePolicy
+from streamproc.drift.partition import PartitionDrift
+from streamproc.drift.response import PairedWindow, ResponsePolicy
 from streamproc.learning.partition import LabelOut, PartitionLearner
 from streamproc.learning.specs import get_model_specs
 
