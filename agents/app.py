@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 from prometheus_client import CollectorRegistry
 
+from agents.credentials import broker_credentials
 from agents.observe import attach_observability
 from agents.recovery import SeekFirstTableManager
 from streamproc.config import Settings
@@ -27,6 +28,8 @@ def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> 
     app = faust.App(
         settings.app_id,
         broker=servers,
+        # TLS and SASL from the same settings as the confluent-kafka clients.
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

@@ -11,21 +11,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamproc.errors import ConfigError
 
 __all__ = [
     "OutputFormat",
+    "SaslMechanism",
     "SchemaCompatibility",
+    "SecurityProtocol",
     "Settings",
     "env_var_name",
     "load_settings",
+    "secret_fields",
+    "security_problems",
     "settings_markdown",
 ]
 
 OutputFormat = Literal["avro", "json"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 SchemaCompatibility = Literal["BACKWARD_TRANSITIVE", "FULL_TRANSITIVE"]
 
 
@@ -55,6 +68,37 @@ class Settings(BaseSettings):
         description="Cache of the Kafka jars resolved from Maven Central.",
     )
     kafka_port: int = Field(9092, description="First client port of the local launcher.")
+
+    # --- Kafka security (every client: producers, consumers, admin, lag, the workers) ---------
+    security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="How clients connect to Kafka: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or "
+        "SASL_SSL (SASL over TLS).",
+    )
+    sasl_mechanism: SaslMechanism = Field(
+        "SCRAM-SHA-512",
+        description="SASL mechanism with SASL_*: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (PLAIN "
+        "sends the password itself: use it over SASL_SSL only).",
+    )
+    sasl_username: str | None = Field(None, description="SASL user name (SASL_* protocols).")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (SASL_* protocols).")
+    ssl_cafile: Path | None = Field(
+        None,
+        description="PEM file of the CA certificates that verify the brokers (SSL, SASL_SSL); "
+        "default: the system's CAs.",
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate, for brokers that require TLS client auth."
+    )
+    ssl_keyfile: Path | None = Field(None, description="PEM private key of ssl_certfile.")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted ssl_keyfile."
+    )
+    ssl_check_hostname: bool = Field(
+        True,
+        description="Check that the broker certificate names the host connected to "
+        "(turn off only for brokers whose certificates lack their addresses).",
+    )
 
     # --- topics ------------------------------------------------------------------------------
     topic_input: str = Field("viewing-events", description="Input topic (raw events).")
@@ -185,6 +229,23 @@ class Settings(BaseSettings):
     )
     seed: int = Field(42, description="Seed of the models' random initialisation.")
 
+    # --- drift -------------------------------------------------------------------------------
+    drift_enabled: bool = Field(
+        True,
+        description="Watch every partition's models for concept, label and data drift and "
+        "put each detection on the drift-signals topic.",
+    )
+    drift_respond: bool = Field(
+        True,
+        description="Respond to concept and label drift: start a challenger, promote it when "
+        "it wins, roll back when the promotion does worse (false: detect only).",
+    )
+    drift_detector: str = Field(
+        "adwin",
+        description="Concept-drift detector of the error stream: adwin, page_hinkley, ddm, "
+        "eddm, hddm_a or hddm_w; per model as model:name pairs (e.g. adwin,qoe:ddm).",
+    )
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _strip_scheme(cls, value: str) -> str:
@@ -193,6 +254,29 @@ class Settings(BaseSettings):
         if not parts:
             raise ValueError("must name at least one host:port")
         return ",".join(parts)
+
+    @field_validator("security_protocol", "sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        # sasl_ssl and scram-sha-512 are the same settings as SASL_SSL and SCRAM-SHA-512.
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        problems = security_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def uses_sasl(self) -> bool:
+        """Whether clients authenticate with SASL (SASL_PLAINTEXT or SASL_SSL)."""
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether client connections are encrypted (SSL or SASL_SSL)."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
 
     @property
     def schemas_path(self) -> Path:
@@ -232,6 +316,86 @@ class Settings(BaseSettings):
         }
 
 
+def security_problems(settings: Settings) -> list[str]:
+    """What is wrong with the combination of the security settings (empty when all is well).
+
+    Each message names the env vars involved and never the value of a secret.
+    """
+    problems: list[str] = []
+    protocol = settings.security_protocol
+    given = f"STREAMPROC_SECURITY_PROTOCOL={protocol}"
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+    if settings.uses_sasl:
+        missing = [
+            env_var_name(name)
+            for name, value in (
+                ("sasl_username", settings.sasl_username),
+                ("sasl_password", password),
+            )
+            if not value
+        ]
+        if missing:
+            problems.append(
+                f"{given} needs STREAMPROC_SASL_USERNAME and STREAMPROC_SASL_PASSWORD; "
+                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set"
+            )
+    else:
+        stray = [
+            env_var_name(name)
+            for name, value in (
+                ("sasl_username", settings.sasl_username),
+                ("sasl_password", password),
+            )
+            if value
+        ]
+        if stray:
+            problems.append(
+                f"{' and '.join(stray)} {'is' if len(stray) == 1 else 'are'} set, but {given} "
+                "does not use SASL: set STREAMPROC_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)"
+            )
+    files = {
+        "ssl_cafile": settings.ssl_cafile,
+        "ssl_certfile": settings.ssl_certfile,
+        "ssl_keyfile": settings.ssl_keyfile,
+    }
+    if not settings.uses_tls:
+        stray = [env_var_name(name) for name, value in files.items() if value is not None]
+        if settings.ssl_key_password is not None:
+            stray.append(env_var_name("ssl_key_password"))
+        if stray:
+            problems.append(
+                f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} set, but {given} does "
+                "not use TLS: set STREAMPROC_SECURITY_PROTOCOL=SASL_SSL (or SSL)"
+            )
+        return problems
+    for name, path in files.items():
+        if path is not None and not path.is_file():
+            problems.append(f"{env_var_name(name)}: no such file: {path}")
+    if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
+        have, lack = (
+            ("ssl_certfile", "ssl_keyfile")
+            if settings.ssl_keyfile is None
+            else ("ssl_keyfile", "ssl_certfile")
+        )
+        problems.append(
+            f"{env_var_name(have)} is set but {env_var_name(lack)} is not: a client certificate "
+            "needs its private key and the other way round"
+        )
+    if settings.ssl_key_password is not None and settings.ssl_keyfile is None:
+        problems.append(
+            "STREAMPROC_SSL_KEY_PASSWORD is set but STREAMPROC_SSL_KEYFILE is not: the password "
+            "only opens an encrypted key file"
+        )
+    return problems
+
+
+def secret_fields() -> frozenset[str]:
+    """Names of the settings that hold secrets (``SecretStr``): never shown, logged or echoed."""
+    return frozenset(
+        name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation)
+    )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings once: env vars, then ``overrides`` (CLI flags; ``None`` is ignored).
 
@@ -244,12 +408,20 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"STREAMPROC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            f" (got {err.get('input')!r})"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from exc
+        secrets = secret_fields()
+        problems = []
+        for err in exc.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            loc = "_".join(str(p) for p in err["loc"])
+            if not loc:  # a check across settings: its message names the env vars itself
+                problems.append(msg)
+            elif loc in secrets:
+                problems.append(f"{env_var_name(loc)}: {msg} (value not shown: a secret)")
+            else:
+                problems.append(f"{env_var_name(loc)}: {msg} (got {err.get('input')!r})")
+        # ``from None``: pydantic's own message shows every input, secrets included, and a
+        # traceback would print it; this message already says what is wrong and where.
+        raise ConfigError(f"invalid settings: {'; '.join(problems)}") from None
 
 
 def env_var_name(field_name: str) -> str:
@@ -264,7 +436,7 @@ def settings_markdown() -> str:
         default = info.default
         if name == "kafka_cache_dir":
             shown = "`~/.cache/streamproc/kafka`"
-        elif name == "snapshot_keys":
+        elif name in secret_fields():
             shown = "unset (secret)"
         elif default is None:
             shown = "unset"
