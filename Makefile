@@ -7,14 +7,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 
-.PHONY: help setup tools kafka-jars lint format typecheck unit test integration demo clean distclean
+.PHONY: help setup tools kafka-jars lint format typecheck unit test integration demo bench clean distclean
 
 help:
 	@echo "make demo    start local Kafka, a worker and the simulator; show the results"
 	@echo "make test    lint, type-check and run every test, integration tests on real Kafka"
 	@echo "make unit    the broker-free tests only (fast)"
+	@echo "make bench   throughput, latency and cost per event on a local Kafka (BENCH_ARGS=...)"
 	@echo "make lint    ruff check + format check;  make typecheck: mypy --strict"
 	@echo "make clean   stop local Kafka started by the demo and remove its data"
 
@@ -47,12 +49,12 @@ kafka-jars: $(STAMP)
 	$(BIN)/streamproc kafka fetch
 
 lint: $(STAMP)
-	$(BIN)/ruff check streamproc agents tests
-	$(BIN)/ruff format --check streamproc agents tests
+	$(BIN)/ruff check streamproc agents tests benchmarks
+	$(BIN)/ruff format --check streamproc agents tests benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix streamproc agents tests
-	$(BIN)/ruff format streamproc agents tests
+	$(BIN)/ruff check --fix streamproc agents tests benchmarks
+	$(BIN)/ruff format streamproc agents tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -69,6 +71,10 @@ integration: setup
 
 demo: setup
 	$(BIN)/streamproc demo
+
+# Throughput, latency and cost of the pipeline on a local Kafka (BENCH_ARGS: e.g. --runs 1).
+bench: setup
+	$(BIN)/streamproc bench $(BENCH_ARGS)
 
 clean:
 	-$(BIN)/streamproc kafka stop --data-dir .streamproc/demo/kafka --wipe

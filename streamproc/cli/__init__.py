@@ -21,6 +21,7 @@ __all__ = ["main", "root"]
 #: Command modules, each defining ``command``; listed here so that `--help` shows them all.
 _COMMANDS = (
     "audit",
+    "bench",
     "consume",
     "demo",
     "dlq",
