@@ -58,6 +58,7 @@ class _Sample:
     records_in: float  # sum over topics
     records_out: float
     quality: dict[_QualityKey, float] = field(default_factory=dict)
+    drift_signals: float = 0.0  # sum over models and kinds
 
 
 def _read_registry(metrics: StreamprocMetrics) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -223,6 +224,7 @@ class StatusServer:
             _total(series, "streamproc_records_in_total"),
             _total(series, "streamproc_records_out_total"),
             quality,
+            _total(series, "streamproc_drift_signals_total"),
         )
         with self._lock:
             self._samples.append(entry)
@@ -284,6 +286,13 @@ class StatusServer:
             if b.t > a.t
         ]
 
+        # When drift signals were emitted, on the same time axis as the quality history.
+        drift_marks = [
+            {"t": b.t, "signals": b.drift_signals - a.drift_signals}
+            for a, b in itertools.pairwise(samples)
+            if b.drift_signals > a.drift_signals
+        ]
+
         lag: dict[tuple[str, str, str], dict[str, Any]] = {}
         for name, field_name in (
             ("streamproc_consumer_lag_records", "records"),
@@ -332,6 +341,7 @@ class StatusServer:
                 {"model": lb["model"], "partition": int(lb["partition"]), "version": v}
                 for lb, v in series.get("streamproc_model_version", [])
             ],
+            "drift_marks": drift_marks,
             "drift_signals": [
                 {"model": lb["model"], "kind": lb["kind"], "count": v}
                 for lb, v in series.get("streamproc_drift_signals_total", [])

@@ -150,6 +150,23 @@ def test_status_document(metrics: StreamprocMetrics, state: WorkerState) -> None
     assert quality["series"] == [[1000.0, 0.75], [1030.0, 0.75]]
     assert doc["model_versions"] == [{"model": "engagement", "partition": 0, "version": 2.0}]
     assert doc["drift_signals"] == [{"model": "engagement", "kind": "concept", "count": 1.0}]
+    assert doc["drift_marks"] == []  # the signal came before the first sample: no time known
+
+
+def test_drift_signals_are_marked_on_the_quality_time_axis(metrics: StreamprocMetrics) -> None:
+    srv = StatusServer(metrics, port=0)
+    signals = metrics.drift_signals
+    srv.sample(now=100.0)
+    signals.labels(model="engagement", kind="label").inc()
+    signals.labels(model="qoe", kind="lifecycle").inc(2)
+    srv.sample(now=105.0)
+    srv.sample(now=110.0)
+    signals.labels(model="qoe", kind="data").inc()
+    srv.sample(now=115.0)
+    assert srv.status()["drift_marks"] == [
+        {"t": 105.0, "signals": 3.0},
+        {"t": 115.0, "signals": 1.0},
+    ]
 
 
 def test_rate_uses_the_last_minute_only(metrics: StreamprocMetrics) -> None:
