@@ -16,6 +16,7 @@ from agents.drift import ControlFollower, SignalSink
 from streamproc.config import Settings
 from streamproc.drift.partition import PartitionDrift, parse_detector_choice
 from streamproc.emit.encode import Encoder
+from streamproc.emit.prediction import prediction_record
 from streamproc.errors import EventError, SnapshotError
 from streamproc.ingest.decode import EventDecoder
 from streamproc.ingest.process import HEADER_WRITER, build_dead_letter
@@ -295,22 +296,13 @@ def register_model(app: faust.App, settings: Settings, metrics: StreamprocMetric
         latency = max(0.0, now - msg.timestamp) if msg.timestamp else 0.0
         fingerprint = _writer_fingerprint(msg.headers)
         for out in outs:
-            record = {
-                "event_id": out.event_id,
-                "session_id": out.session_id,
-                "user_id": out.user_id,
-                "title_id": out.title_id,
-                "model": out.model,
-                "model_version": out.model_version,
-                "score": out.score,
-                "scores": out.scores,
-                "shadow": out.shadow,
-                "partition": partition,
-                "event_time": out.event_time,
-                "predicted_at": now_ms,
-                "latency_s": latency,
-                "input_fingerprint": fingerprint,
-            }
+            record = prediction_record(
+                out,
+                partition=partition,
+                predicted_at_ms=now_ms,
+                latency_s=latency,
+                input_fingerprint=fingerprint,
+            )
             await predictions_topic.send(key=msg.key, value=encode_prediction(record))
             predictions_by_model[out.model].inc()
             predictions_out.inc()

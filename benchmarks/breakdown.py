@@ -38,6 +38,7 @@ from benchmarks.preload import BenchRecord
 from streamproc.config import Settings
 from streamproc.drift.partition import PartitionDrift
 from streamproc.emit.encode import Encoder
+from streamproc.emit.prediction import prediction_record
 from streamproc.errors import EventError
 from streamproc.ingest.decode import DecodedEvent, EventDecoder
 from streamproc.ingest.dedupe import Deduplicator
@@ -399,22 +400,13 @@ def measure_breakdown(
 
 
 def _prediction_record(out: PredictionOut) -> dict[str, Any]:
-    return {
-        "event_id": out.event_id,
-        "session_id": out.session_id,
-        "user_id": out.user_id,
-        "title_id": out.title_id,
-        "model": out.model,
-        "model_version": out.model_version,
-        "score": out.score,
-        "scores": out.scores,
-        "shadow": out.shadow,
-        "partition": 0,
-        "event_time": out.event_time,
-        "predicted_at": out.event_time,
-        "latency_s": 0.0,
-        "input_fingerprint": "0" * 16,
-    }
+    return prediction_record(
+        out,
+        partition=0,
+        predicted_at_ms=out.event_time,
+        latency_s=0.0,
+        input_fingerprint="0" * 16,
+    )
 
 
 def _probe_clients(

@@ -35,6 +35,7 @@ from benchmarks.resources import cpu_seconds, peak_rss_bytes
 from streamproc.config import Settings
 from streamproc.drift.partition import PartitionDrift
 from streamproc.emit.encode import Encoder
+from streamproc.emit.prediction import prediction_record
 from streamproc.errors import EventError, StreamprocError
 from streamproc.ingest.decode import EventDecoder
 from streamproc.ingest.dedupe import Deduplicator
@@ -211,22 +212,13 @@ def reference_loop(
                 (v.decode() for k, v in outcome.headers if k == HEADER_WRITER), "unknown"
             )
             for out in outs:
-                record = {
-                    "event_id": out.event_id,
-                    "session_id": out.session_id,
-                    "user_id": out.user_id,
-                    "title_id": out.title_id,
-                    "model": out.model,
-                    "model_version": out.model_version,
-                    "score": out.score,
-                    "scores": out.scores,
-                    "shadow": out.shadow,
-                    "partition": partition,
-                    "event_time": out.event_time,
-                    "predicted_at": int(now * 1000),
-                    "latency_s": latency,
-                    "input_fingerprint": fingerprint,
-                }
+                record = prediction_record(
+                    out,
+                    partition=partition,
+                    predicted_at_ms=int(now * 1000),
+                    latency_s=latency,
+                    input_fingerprint=fingerprint,
+                )
                 producer.produce(
                     settings.topic_predictions,
                     encode_prediction(record),
