@@ -2,20 +2,57 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Any
+
 import faust
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
+from faust.types import ProducerT
 from prometheus_client import CollectorRegistry
 
 from agents.credentials import broker_credentials
 from agents.observe import attach_observability
 from agents.recovery import SeekFirstTableManager
 from streamproc.config import Settings
+from streamproc.emit.sender import RecordSender
 from streamproc.errors import ConfigError
 from streamproc.metrics import StreamprocMetrics
 
-__all__ = ["create_app"]
+__all__ = ["WorkerApp", "create_app"]
 
 
-def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> faust.App:
+class _FlushingProducer(AIOKafkaProducer):
+    """Faust's producer, whose flush first waits for the app's :class:`RecordSender`.
+
+    Faust flushes its producer right before it commits input offsets (and the model agent
+    before each snapshot): so no offset is committed, nor snapshot written, ahead of the
+    output records produced for it.
+    """
+
+    def __init__(self, transport: Any, sender: RecordSender, **kwargs: Any) -> None:
+        super().__init__(transport, **kwargs)
+        self.sender = sender
+
+    async def flush(self) -> None:
+        await self.sender.flush()
+        await super().flush()
+
+
+class WorkerApp(faust.App):
+    """faust.App whose agents write their output through one :class:`RecordSender`."""
+
+    settings: Settings
+
+    @cached_property
+    def sender(self) -> RecordSender:
+        """The output producer, built on first use (an app that never runs never connects)."""
+        return RecordSender(self.settings)
+
+    def _new_producer(self) -> ProducerT:
+        return _FlushingProducer(self.transport, self.sender, loop=self.loop, beacon=self.beacon)
+
+
+def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> WorkerApp:
     """Build the Faust app with its topics and agents, configured from ``settings``.
 
     The app is created per call (no module-level app), so tests and the CLI can build apps
@@ -25,7 +62,7 @@ def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> 
     from agents.ingest import register_ingest
 
     servers = ";".join(f"kafka://{s}" for s in settings.bootstrap_servers.split(","))
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
         broker=servers,
         # TLS and SASL from the same settings as the confluent-kafka clients.
@@ -48,6 +85,7 @@ def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> 
         # Seek input partitions before resuming them after table recovery (see the module).
         TableManager=SeekFirstTableManager,
     )
+    app.settings = settings
     wanted = {a.strip() for a in settings.agents.split(",") if a.strip()}
     unknown = wanted - {"ingest", "model"}
     if unknown or not wanted:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import faust
 import orjson
 
 from streamproc.config import Settings
@@ -21,6 +20,9 @@ from streamproc.metrics import StreamprocMetrics
 from streamproc.registry.signing import Signer
 from streamproc.registry.snapshots import decode_snapshot, snapshot_key
 from streamproc.registry.store import CONTROL_PREFIX, control_token
+
+if TYPE_CHECKING:
+    from agents.app import WorkerApp
 
 __all__ = ["ControlFollower", "SignalSink", "describe_signal"]
 
@@ -52,19 +54,20 @@ class SignalSink:
     """DriftSignal dicts -> the drift-signals topic (key: model), the metrics and the log."""
 
     def __init__(
-        self, app: faust.App, settings: Settings, metrics: StreamprocMetrics, schemas: SchemaSet
+        self, app: WorkerApp, settings: Settings, metrics: StreamprocMetrics, schemas: SchemaSet
     ) -> None:
         self.metrics = metrics
         # Checked against the schema: signals are rare, and a bad one is a bug to surface.
         self.encoder = Encoder.for_record(schemas, "DriftSignal", settings.output_format)
-        self.topic = app.topic(settings.topic_drift, key_serializer="raw", value_serializer="raw")
+        self.sender = app.sender
+        self.topic = settings.topic_drift
         self.records_out = metrics.records_out.labels(topic=settings.topic_drift)
 
     async def send(self, signals: Sequence[Mapping[str, Any]]) -> None:
         """Send, count and log each signal; set the version gauge after a version change."""
         for signal in signals:
             model = signal["model"]
-            await self.topic.send(key=model.encode(), value=self.encoder.encode(signal))
+            self.sender.send(self.topic, self.encoder.encode(signal), model.encode())
             self.records_out.inc()
             self.metrics.drift_signals.labels(model=model, kind=signal["kind"]).inc()
             logger.info("drift signal %s", describe_signal(signal))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
+import orjson
 
 from streamproc.config import Settings
 from streamproc.ingest.dedupe import Deduplicator
@@ -14,6 +15,9 @@ from streamproc.ingest.process import IngestProcessor
 from streamproc.ingest.registry import registry_lookup_for
 from streamproc.ingest.schemas import load_schemas
 from streamproc.metrics import StreamprocMetrics
+
+if TYPE_CHECKING:
+    from agents.app import WorkerApp
 
 #: Reason codes declared up front, so alerts see their first increment.
 DEAD_LETTER_REASONS = (
@@ -29,7 +33,7 @@ __all__ = ["register_ingest"]
 logger = logging.getLogger(__name__)
 
 
-def register_ingest(app: faust.App, settings: Settings, metrics: StreamprocMetrics) -> None:
+def register_ingest(app: WorkerApp, settings: Settings, metrics: StreamprocMetrics) -> None:
     """Declare the ingest agent, its topics and its de-duplication table on ``app``."""
     schemas = load_schemas(settings.schemas_path)
     input_topic = app.topic(
@@ -39,23 +43,27 @@ def register_ingest(app: faust.App, settings: Settings, metrics: StreamprocMetri
         key_serializer="raw",
         value_serializer="raw",
     )
-    valid_topic = app.topic(settings.topic_valid, key_serializer="raw", value_serializer="raw")
-    dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
-    # Changelog records are written with the table's own serializers (JSON keys and values),
-    # the ones Faust uses to read the changelog back when it recovers the table.
+    valid_topic = settings.topic_valid
+    dlq_topic = settings.topic_dlq
+    sender = app.sender
     seen = app.Table(
         "ingest-seen-event-ids",
         partitions=settings.partitions,
         help="event_id -> [partition, offset, seen_at_ms] of the record that first carried it",
     )
+    changelog = seen.changelog_topic.get_topic_name()
 
     def persist(partition: int, event_id: str, value: list[int] | None) -> None:
-        # The agent works on batches, so Faust's "current event" is not the event whose id
-        # is stored: name the changelog partition (= source partition) explicitly.
-        if value is None:  # a tombstone, as Faust writes for a deleted key
-            seen.send_changelog(partition, event_id, None, value_serializer="raw")
-        else:
-            seen.send_changelog(partition, event_id, value)
+        # Written as Faust's table would write it (JSON key and value, a tombstone for a
+        # deleted key, the changelog partition = the source partition), so Faust reads it
+        # back when it recovers the table; but through the app's RecordSender, which is
+        # flushed before every commit like the table's own sends.
+        sender.send(
+            changelog,
+            None if value is None else orjson.dumps(value),
+            orjson.dumps(event_id),
+            partition=partition,
+        )
 
     dedupe = Deduplicator(int(settings.dedupe_window_s * 1000), seen.data, persist)
     processor = IngestProcessor(
@@ -93,22 +101,22 @@ def register_ingest(app: faust.App, settings: Settings, metrics: StreamprocMetri
                 if outcome.kind == "valid":
                     # The valid record keeps the input record's timestamp (the producer's
                     # send time), so the model stage can measure produce-to-prediction latency.
-                    await valid_topic.send(
-                        key=outcome.key,
-                        value=outcome.value,
+                    sender.send(
+                        valid_topic,
+                        outcome.value,
+                        outcome.key,
                         headers=outcome.headers,
-                        timestamp=msg.timestamp or None,
+                        timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else 0,
                     )
                     valid_out.inc()
                 elif outcome.kind == "dead":
                     dead_letters.labels(reason=outcome.reason or "unknown").inc()
                     logger.debug("dead-lettered %s", outcome.message)
-                    await dlq_topic.send(
-                        key=outcome.key, value=outcome.value, headers=outcome.headers
-                    )
+                    sender.send(dlq_topic, outcome.value, outcome.key, headers=outcome.headers)
                     dead_out.inc()
                 else:
                     duplicates.inc()
+            sender.poll()  # delivery reports; raises if a record was refused
             stage.observe((time.perf_counter() - started) / len(events))
 
     app.agent(input_topic, name="ingest")(ingest)

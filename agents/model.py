@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
@@ -28,6 +28,9 @@ from streamproc.registry.restore import RestoredPartition, restore_partitions
 from streamproc.registry.snapshots import DRIFT_STATE, SHARED_MODEL, snapshot_partition
 from streamproc.registry.store import control_token, signer_from
 
+if TYPE_CHECKING:
+    from agents.app import WorkerApp
+
 __all__ = ["ModelRuntime", "register_model"]
 
 logger = logging.getLogger(__name__)
@@ -36,8 +39,9 @@ logger = logging.getLogger(__name__)
 class ModelRuntime:
     """The per-partition learners and drift state of this worker, and their snapshots."""
 
-    def __init__(self, app: faust.App, settings: Settings, metrics: StreamprocMetrics) -> None:
+    def __init__(self, app: WorkerApp, settings: Settings, metrics: StreamprocMetrics) -> None:
         self.app = app
+        self.sender = app.sender
         self.settings = settings
         self.metrics = metrics
         self.schemas = load_schemas(settings.schemas_path)
@@ -60,9 +64,6 @@ class ModelRuntime:
         self.next_offset: dict[int, int] = {}
         self.since_snapshot: dict[int, int] = {}
         self.last_snapshot: dict[int, float] = {}
-        self.snapshot_topic = app.topic(
-            settings.topic_snapshots, key_serializer="raw", value_serializer="raw"
-        )
         self.signals = SignalSink(app, settings, metrics, self.schemas)
         self.controls = ControlFollower(settings, self.schemas, self.signer, self._refused)
 
@@ -158,7 +159,7 @@ class ModelRuntime:
                 extra={DRIFT_STATE: drift.export_state()},
             )
             for name, key, value in records:
-                await self.snapshot_topic.send(key=key, value=value)
+                self.sender.send(self.settings.topic_snapshots, value, key)
                 if name not in (SHARED_MODEL, DRIFT_STATE):
                     self.metrics.snapshots_written.labels(model=name).inc()
             self.since_snapshot[partition] = 0
@@ -212,7 +213,7 @@ def _writer_fingerprint(headers: Any) -> str:
     return "unknown"
 
 
-def register_model(app: faust.App, settings: Settings, metrics: StreamprocMetrics) -> None:
+def register_model(app: WorkerApp, settings: Settings, metrics: StreamprocMetrics) -> None:
     """Declare the model agent on ``app``."""
     runtime = ModelRuntime(app, settings, metrics)
     app.model_runtime = runtime  # type: ignore[attr-defined]
@@ -229,10 +230,9 @@ def register_model(app: faust.App, settings: Settings, metrics: StreamprocMetric
     latency_hist = metrics.process_latency_seconds
     predictions_by_model = {s.name: metrics.predictions.labels(model=s.name) for s in runtime.specs}
     valid_topic = app.topic(settings.topic_valid, key_serializer="raw", value_serializer="raw")
-    predictions_topic = app.topic(
-        settings.topic_predictions, key_serializer="raw", value_serializer="raw"
-    )
-    dlq_topic = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+    predictions_topic = settings.topic_predictions
+    dlq_topic = settings.topic_dlq
+    send = runtime.sender.send
     encode_prediction: Callable[[dict[str, Any]], bytes] = runtime.prediction_encoder.encode
 
     async def score(stream: faust.StreamT[Any]) -> None:
@@ -274,22 +274,23 @@ def register_model(app: faust.App, settings: Settings, metrics: StreamprocMetric
                         int(time.time() * 1000),
                         exc,
                     )
-                    await dlq_topic.send(key=msg.key, value=value)
+                    send(dlq_topic, value, msg.key)
                     continue
                 if outs:
-                    await send_predictions(msg, partition, outs)
+                    send_predictions(msg, partition, outs)
                 if signals:
                     # After the predictions: the snapshot flushes both, and covers this
                     # event, so a restart neither repeats these signals nor loses a
                     # promotion (nor resurrects the champion it replaced).
                     await runtime.signals.send(signals)
                     await runtime.snapshot([partition], reason="drift signal")
+            runtime.sender.poll()  # delivery reports; raises if a record was refused
             stage.observe((time.perf_counter() - started) / len(events))
             due = runtime.due()
             if due:
                 await runtime.snapshot(due, reason="interval")
 
-    async def send_predictions(msg: Any, partition: int, outs: Sequence[PredictionOut]) -> None:
+    def send_predictions(msg: Any, partition: int, outs: Sequence[PredictionOut]) -> None:
         """Send the predictions of one event."""
         now = time.time()
         now_ms = int(now * 1000)
@@ -303,7 +304,7 @@ def register_model(app: faust.App, settings: Settings, metrics: StreamprocMetric
                 latency_s=latency,
                 input_fingerprint=fingerprint,
             )
-            await predictions_topic.send(key=msg.key, value=encode_prediction(record))
+            send(predictions_topic, encode_prediction(record), msg.key)
             predictions_by_model[out.model].inc()
             predictions_out.inc()
             to_prediction.observe(max(0.0, now - out.event_time / 1000))

@@ -1,6 +1,6 @@
 """The model agent's drift glue without a broker: signals out, controls in, snapshots.
 
-The Faust app is a recording stand-in (``topic().send`` and ``producer.flush`` are all the
+The Faust app is a recording stand-in (``sender.send`` and ``producer.flush`` are all the
 runtime uses of it); the PartitionDrift objects are real.
 """
 
@@ -10,11 +10,11 @@ import asyncio
 import logging
 from typing import Any, cast
 
-import faust
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from agents.app import WorkerApp
 from agents.drift import ControlFollower, SignalSink
 from agents.model import ModelRuntime
 from streamproc.config import Settings
@@ -40,13 +40,12 @@ SIGNER = Signer(parse_keys(KEY))
 MODELS = "engagement,qoe,affinity"
 
 
-class RecordingTopic:
-    def __init__(self, name: str, sent: list[tuple[str, bytes, bytes]]) -> None:
-        self.name = name
+class RecordingSender:
+    def __init__(self, sent: list[tuple[str, bytes, bytes]]) -> None:
         self.sent = sent
 
-    async def send(self, *, key: bytes, value: bytes) -> None:
-        self.sent.append((self.name, key, value))
+    def send(self, topic: str, value: bytes, key: bytes | None = None, **_: Any) -> None:
+        self.sent.append((topic, key or b"", value))
 
 
 class RecordingProducer:
@@ -60,10 +59,8 @@ class RecordingProducer:
 class RecordingApp:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes]] = []
+        self.sender = RecordingSender(self.sent)
         self.producer = RecordingProducer()
-
-    def topic(self, name: str, **_: Any) -> RecordingTopic:
-        return RecordingTopic(name, self.sent)
 
 
 def _value(metrics: StreamprocMetrics, name: str, labels: dict[str, str]) -> float | None:
@@ -96,7 +93,7 @@ def test_signal_sink_sends_counts_logs_and_sets_the_version(
     settings = settings.model_copy(update={"output_format": fmt})
     metrics = StreamprocMetrics.create(CollectorRegistry())
     app = RecordingApp()
-    sink = SignalSink(cast(faust.App, app), settings, metrics, schemas)
+    sink = SignalSink(cast(WorkerApp, app), settings, metrics, schemas)
     detection = make_signal(
         model="qoe",
         model_version=1,
@@ -137,7 +134,7 @@ def test_a_signal_that_breaks_the_schema_is_not_sent(
 ) -> None:
     metrics = StreamprocMetrics.create(CollectorRegistry())
     app = RecordingApp()
-    sink = SignalSink(cast(faust.App, app), settings, metrics, schemas)
+    sink = SignalSink(cast(WorkerApp, app), settings, metrics, schemas)
     bad = {**_promoted(), "kind": "weather"}
     with pytest.raises(Exception, match="kind"):
         asyncio.run(sink.send([bad]))
@@ -211,7 +208,7 @@ def _runtime(settings: Settings) -> tuple[ModelRuntime, RecordingApp, Streamproc
     settings = settings.model_copy(update={"snapshot_keys": SecretStr(KEY)})
     metrics = StreamprocMetrics.create(CollectorRegistry())
     app = RecordingApp()
-    return ModelRuntime(cast(faust.App, app), settings, metrics), app, metrics
+    return ModelRuntime(cast(WorkerApp, app), settings, metrics), app, metrics
 
 
 def test_snapshot_carries_the_drift_state(settings: Settings, schemas: SchemaSet) -> None:
