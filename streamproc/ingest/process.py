@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from streamproc.config import Settings
-from streamproc.emit.encode import Encoder
+from streamproc.emit.encode import SINGLE_OBJECT_MARKER, Encoder
 from streamproc.errors import EventError
 from streamproc.ingest.decode import EventDecoder, SchemaLookup
 from streamproc.ingest.dedupe import Deduplicator
@@ -122,6 +122,14 @@ class IngestProcessor:
         self.valid_encoder = Encoder.for_record(
             schemas, "ViewingEvent", settings.output_format, check=False
         )
+        # A record already in the output's encoding (single-object Avro of the latest
+        # ViewingEvent) is passed on byte for byte: decoding it checked that it is exactly one
+        # complete record of that schema, and validation does not change events.
+        self._same_encoding = (
+            SINGLE_OBJECT_MARKER + self.valid_encoder.version.fingerprint
+            if settings.output_format == "avro"
+            else None
+        )
         self.dead_encoder = Encoder.for_record(
             schemas, "DeadLetter", settings.output_format, check=False
         )
@@ -157,7 +165,10 @@ class IngestProcessor:
                 [],
                 event_id,
             )
-        value = self.valid_encoder.encode(event)
+        if self._same_encoding is not None and raw.startswith(self._same_encoding):
+            value = raw
+        else:
+            value = self.valid_encoder.encode(event)
         headers = [
             (HEADER_SOURCE, source.encode()),
             (HEADER_WRITER, decoded.writer_fingerprint.encode()),

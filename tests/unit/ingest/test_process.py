@@ -80,3 +80,22 @@ def test_json_output_format(settings: Settings, schemas: SchemaSet) -> None:
     letter = orjson.loads(out.value or b"")
     assert letter["reason"] == "decode_error"
     assert letter["payload"] == "anVuaw=="  # base64 of the bytes
+
+
+def test_latest_avro_passes_through_byte_for_byte_older_versions_are_upgraded(
+    settings: Settings, schemas: SchemaSet
+) -> None:
+    proc, _ = _processor(settings, schemas)
+    latest = schemas.latest("ViewingEvent")
+    raw = Encoder(latest).encode(make_viewing_event())
+    out = proc.process(raw, None, "in", 0, 1, None)
+    assert out.kind == "valid" and out.value is raw
+    assert latest.version > 1, "the schema set has an older ViewingEvent to upgrade from"
+    old = schemas.get("ViewingEvent", 1)
+    event = make_viewing_event()
+    v1_fields = {f["name"] for f in old.parsed["fields"]}
+    raw_v1 = Encoder(old).encode({k: v for k, v in event.items() if k in v1_fields})
+    upgraded = proc.process(raw_v1, None, "in", 0, 2, None)
+    assert upgraded.kind == "valid" and upgraded.value != raw_v1
+    assert (upgraded.value or b"")[2:10] == latest.fingerprint
+    assert decode_record(upgraded.value or b"", schemas)[1]["event_id"] == event["event_id"]
