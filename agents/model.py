@@ -11,13 +11,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
+from confluent_kafka import KafkaException
 
 from agents.drift import ControlFollower, SignalSink
 from streamproc.config import Settings
 from streamproc.drift.partition import PartitionDrift, parse_detector_choice
 from streamproc.emit.encode import Encoder
 from streamproc.emit.prediction import prediction_record
-from streamproc.errors import EventError, SnapshotError
+from streamproc.errors import EventError, KafkaError, SnapshotError
 from streamproc.ingest.decode import EventDecoder
 from streamproc.ingest.process import HEADER_WRITER, build_dead_letter
 from streamproc.ingest.schemas import load_schemas
@@ -312,9 +313,26 @@ def register_model(app: WorkerApp, settings: Settings, metrics: StreamprocMetric
 
     app.agent(valid_topic, name="score")(score)
 
+    follow_state = {"failing": False}
+
     async def follow_controls() -> None:
         """Serve the model versions the control records name (manual rollback, promotion)."""
-        controls = await asyncio.to_thread(runtime.controls.poll)
+        try:
+            controls = await asyncio.to_thread(runtime.controls.poll)
+        except (KafkaException, KafkaError) as exc:
+            # The broker is away (restart, network): a timer that raises would stop the
+            # worker, so say it once and read on at the next tick.
+            if not follow_state["failing"]:
+                logger.warning(
+                    "cannot read control records from %s, retrying every 2 s: %s",
+                    settings.topic_snapshots,
+                    exc,
+                )
+            follow_state["failing"] = True
+            return
+        if follow_state["failing"]:
+            logger.info("reading control records from %s again", settings.topic_snapshots)
+            follow_state["failing"] = False
         if not controls:
             return
         applied = runtime.controls.apply(controls, runtime.drifts, runtime.next_offset)
