@@ -18,6 +18,7 @@ RSS of the workers) to ``test-artifacts/faults/<scenario>.json`` and prints them
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -230,21 +231,100 @@ def _wait_for_log(worker: WorkerProcess, text: str, after: int, timeout: float) 
         time.sleep(0.1)
 
 
+def _publish_in_background(
+    settings: Settings, n: int, seed: int, rate: float
+) -> tuple[threading.Thread, dict[str, Published]]:
+    """Start publishing ``n`` records at ``rate``/s in a thread; the result lands under "p"."""
+    result: dict[str, Published] = {}
+    thread = threading.Thread(
+        target=lambda: result.update(p=_publish(settings, n, seed=seed, rate=rate)),
+        daemon=True,
+    )
+    thread.start()
+    return thread, result
+
+
+def _published(thread: threading.Thread, result: dict[str, Published]) -> Published:
+    thread.join(300)
+    assert not thread.is_alive() and "p" in result, "the producer did not finish"
+    return result["p"]
+
+
+def _member_id(worker: WorkerProcess) -> str | None:
+    """The consumer-group member id the worker last joined with (from Faust's log)."""
+    found = re.findall(r"Joined group .* with member_id (\S+)", worker.log_path.read_text())
+    return found[-1] if found else None
+
+
+def _valid_partitions_of(settings: Settings, worker: WorkerProcess) -> set[int]:
+    """The partitions of the valid topic the group's coordinator has assigned to ``worker``."""
+    member = _member_id(worker)
+    try:
+        rows = consumer_lag(settings, settings.app_id, topics=[settings.topic_valid])
+    except KafkaError:
+        return set()  # e.g. the group is rebalancing
+    return {r.partition for r in rows if member is not None and r.member == member}
+
+
+def _assert_predictions_equal_a_replay(settings: Settings, tmp_path: Path) -> None:
+    """Every prediction served, from any worker, equals one a one-process replay makes.
+
+    A valid record written twice (at-least-once, after a fault) is predicted twice, by the
+    workers and by the replay alike, from the model state at each copy: a served score must
+    equal the replay's score for one of the copies of its event.
+    """
+    from streamproc.registry.replay import replay_models
+
+    path = tmp_path / "replay.jsonl"
+    replay_models(settings, "replay-check", predictions_out=path)
+    replay: dict[tuple[str, str], list[float]] = {}
+    for line in path.read_bytes().splitlines():
+        p = json.loads(line)
+        replay.setdefault((p["event_id"], p["model"]), []).append(p["score"])
+    schemas = load_schemas(settings.schemas_path)
+    served = [
+        decode_record(rec.value or b"", schemas)[1]
+        for rec in read_to_end(settings, settings.topic_predictions)
+    ]
+    mismatched = [
+        p
+        for p in served
+        if not any(abs(p["score"] - s) <= 1e-9 for s in replay[(p["event_id"], p["model"])])
+    ]
+    assert not mismatched, f"{len(mismatched)} predictions differ, e.g. {mismatched[:2]}"
+
+
 def test_two_workers_one_killed_the_other_takes_over_with_model_state(
-    make_settings: SettingsFactory, spawn_worker: Any
+    make_settings: SettingsFactory, spawn_worker: Any, tmp_path: Path
 ) -> None:
-    settings = _settings(make_settings)
-    published = _publish(settings, 12_000, seed=31)
+    settings = _settings(make_settings, snapshot_every_events=300)
     figures = Figures("two_workers_one_sigkilled")
     a = spawn_worker(settings, "worker-a")
     b = spawn_worker(settings, "worker-b")
-    _wait_committed(
-        settings, settings.topic_valid, int(len(published.valid_ids) * 0.3), [a, b], 240
-    )
-    a_log = a.log_path.read_text()
-    assert "fresh models" in a_log or "restored from snapshot" in a_log, (
-        "worker-a had no partitions"
-    )
+    # 12,000 records at 500/s: records keep arriving on every partition after the kill, so
+    # the survivor takes over worker-a's partitions while the stream goes on.
+    producer, result = _publish_in_background(settings, 12_000, seed=31, rate=500.0)
+    # Kill worker-a only once the group is settled with both workers, worker-a owns
+    # partitions, and it has snapshotted since it got them (a worker too slow to heartbeat
+    # during a join can be left out of a generation; then it rejoins).
+    deadline = time.monotonic() + 240
+    while True:
+        assert a.alive() and b.alive(), (a.log_tail(), b.log_tail())
+        a_parts = _valid_partitions_of(settings, a)
+        b_parts = _valid_partitions_of(settings, b)
+        a_log = a.log_path.read_text()
+        last_join = a_log.rfind("Joined group")
+        if (
+            a_parts
+            and b_parts
+            and a_parts | b_parts == set(range(settings.partitions))
+            and "snapshot of partitions" in a_log[last_join:]
+            and _committed(settings, settings.topic_valid) >= 2_000
+        ):
+            break
+        assert time.monotonic() < deadline, f"group never settled: a={a_parts} b={b_parts}"
+        time.sleep(0.5)
+    figures.notes["killed_worker_partitions"] = sorted(a_parts)
     figures.peak_rss_mb["worker-a"] = _peak_rss_mb(a)
     b_offset = b.log_path.stat().st_size
     a.kill()
@@ -253,13 +333,22 @@ def test_two_workers_one_killed_the_other_takes_over_with_model_state(
     figures.notes["takeover_s"] = round(
         _wait_for_log(b, "restored from snapshot", b_offset, timeout=120), 1
     )
+    published = _published(producer, result)
     wait_for_catch_up(
         settings, [settings.topic_input, settings.topic_valid], timeout=240, workers=[b]
     )
     figures.recovery_s = round(time.monotonic() - killed, 1)
     figures.peak_rss_mb["worker-b"] = _peak_rss_mb(b)
     b.stop()
+    taken_over = b.log_path.read_bytes()[b_offset:].decode(errors="replace")
+    for p in sorted(a_parts):
+        assert re.search(rf"partition {p}: (restored from snapshot|fresh models)", taken_over), (
+            f"worker-b never took over partition {p}"
+        )
     _account(settings, published, figures).save()
+    # The survivor went on from worker-a's model state: every prediction, from either
+    # worker, equals the one a deterministic replay of the valid topic makes.
+    _assert_predictions_equal_a_replay(settings, tmp_path)
 
 
 def test_sigterm_commits_snapshots_flushes_and_exits_in_bounded_time(
@@ -381,13 +470,8 @@ def test_single_broker_restarted_while_producers_and_workers_run(
         settings = _settings(make_settings, bootstrap_servers=info.bootstrap_servers)
         figures = Figures("single_broker_restart")
         worker = spawn_worker(settings, "worker")
-        result: dict[str, Published] = {}
         # 10,000 records at 800/s: the producer is still sending when the broker goes down.
-        producer = threading.Thread(
-            target=lambda: result.update(p=_publish(settings, 10_000, seed=35, rate=800.0)),
-            daemon=True,
-        )
-        producer.start()
+        producer, result = _publish_in_background(settings, 10_000, seed=35, rate=800.0)
         _wait_committed(settings, settings.topic_valid, 2_000, [worker], 120)
         node = info.nodes[0].node_id
         kill_broker(data_dir, node, signal.SIGKILL)
@@ -396,8 +480,7 @@ def test_single_broker_restarted_while_producers_and_workers_run(
         restart_broker(data_dir, node, timeout=120)
         figures.notes["broker_down_s"] = round(time.monotonic() - down, 1)
         wait_for_broker(settings, timeout=60)
-        producer.join(300)
-        assert not producer.is_alive() and "p" in result, "the producer did not finish"
+        published = _published(producer, result)
         # Known open problem: librdkafka 2.16 can abort the worker process during the outage
         # (an assertion in rd_kafka_enq_once_del_source_return, seen once in CI). Here the
         # worker is restarted as a supervisor would; the books must balance either way, and
@@ -414,7 +497,7 @@ def test_single_broker_restarted_while_producers_and_workers_run(
         figures.recovery_s = round(time.monotonic() - down, 1)
         figures.peak_rss_mb["worker"] = _peak_rss_mb(worker)
         worker.stop()
-        _account(settings, result["p"], figures).save()
+        _account(settings, published, figures).save()
     finally:
         stop_kafka(data_dir)
 
@@ -429,13 +512,8 @@ def test_three_brokers_one_killed_mid_stream_and_restarted(
     assert wait_for_broker(settings, timeout=30, min_brokers=3) == 3
     figures = Figures("three_brokers_one_killed")
     worker = spawn_worker(settings, "worker")
-    result: dict[str, Published] = {}
     # 9,000 records at 600/s: records keep arriving while a broker is down.
-    producer = threading.Thread(
-        target=lambda: result.update(p=_publish(settings, 9_000, seed=36, rate=600.0)),
-        daemon=True,
-    )
-    producer.start()
+    producer, result = _publish_in_background(settings, 9_000, seed=36, rate=600.0)
     _wait_committed(settings, settings.topic_valid, 2_000, [worker], 240)
     victim = kafka3.info.nodes[-1].node_id
     kill_broker(kafka3.data_dir, victim, signal.SIGKILL)
@@ -448,9 +526,7 @@ def test_three_brokers_one_killed_mid_stream_and_restarted(
     finally:
         restart_broker(kafka3.data_dir, victim, timeout=120)
     figures.notes["broker_down_s"] = round(time.monotonic() - killed, 1)
-    producer.join(300)
-    assert not producer.is_alive() and "p" in result, "the producer did not finish"
-    published = result["p"]
+    published = _published(producer, result)
     wait_for_catch_up(
         settings, [settings.topic_input, settings.topic_valid], timeout=300, workers=[worker]
     )
@@ -466,13 +542,8 @@ def test_scaling_from_one_to_two_workers_keeps_predictions_flowing_and_model_sta
     settings = _settings(make_settings)
     figures = Figures("scale_one_to_two_workers")
     first = spawn_worker(settings, "worker-1")
-    result: dict[str, Published] = {}
     # 9,000 records at 600/s: the second worker joins while records keep arriving.
-    producer = threading.Thread(
-        target=lambda: result.update(p=_publish(settings, 9_000, seed=37, rate=600.0)),
-        daemon=True,
-    )
-    producer.start()
+    producer, result = _publish_in_background(settings, 9_000, seed=37, rate=600.0)
     _wait_committed(settings, settings.topic_valid, 1_500, [first], 120)
     second = spawn_worker(settings, "worker-2")
     added = time.monotonic()
@@ -481,8 +552,7 @@ def test_scaling_from_one_to_two_workers_keeps_predictions_flowing_and_model_sta
     figures.notes["handover_s"] = round(
         _wait_for_log(second, "restored from snapshot", 0, timeout=120), 1
     )
-    producer.join(300)
-    assert not producer.is_alive() and "p" in result, "the producer did not finish"
+    published = _published(producer, result)
     wait_for_catch_up(
         settings,
         [settings.topic_input, settings.topic_valid],
@@ -494,21 +564,7 @@ def test_scaling_from_one_to_two_workers_keeps_predictions_flowing_and_model_sta
     assert "partitions revoked" in first.log_path.read_text()
     first.stop()
     second.stop()
-    _account(settings, result["p"], figures).save()
+    _account(settings, published, figures).save()
     # Neither worker lost model state: every prediction, from either worker, equals the one
     # a deterministic replay of the valid topic by one process makes.
-    from streamproc.registry.replay import replay_models
-
-    path = tmp_path / "replay.jsonl"
-    replay_models(settings, "replay-check", predictions_out=path)
-    replay = {}
-    for line in path.read_bytes().splitlines():
-        p = json.loads(line)
-        replay[(p["event_id"], p["model"])] = p["score"]
-    schemas = load_schemas(settings.schemas_path)
-    served = [
-        decode_record(rec.value or b"", schemas)[1]
-        for rec in read_to_end(settings, settings.topic_predictions)
-    ]
-    mismatched = [p for p in served if abs(p["score"] - replay[(p["event_id"], p["model"])]) > 1e-9]
-    assert not mismatched, f"{len(mismatched)} predictions differ, e.g. {mismatched[:2]}"
+    _assert_predictions_equal_a_replay(settings, tmp_path)
