@@ -9,7 +9,7 @@ import orjson
 from fastavro import parse_schema
 from fastavro.validation import validate
 
-from streamproc.drift.data import DataDriftMonitor, chi2_quantile, psi_threshold
+from streamproc.drift.data import DataDriftMonitor, FeatureSpec, chi2_quantile, psi_threshold
 from streamproc.drift.monitor import DriftMonitor, make_signal
 from streamproc.learning.partition import LabelOut
 from streamproc.records import ViewingEvent
@@ -156,3 +156,47 @@ def test_threshold_from_the_false_alarm_rate() -> None:
     # 10 bins, alpha 1e-6 per check, n = 1000 and m = 300: (1/n + 1/m) chi2_9(1 - 1e-6).
     assert round(chi2_quantile(1 - 1e-6, 9), 2) == 45.97
     assert round(psi_threshold(1000, 300, 10, 1e-6), 4) == round(45.97 * (1 / 1000 + 1 / 300), 4)
+
+
+def _typed(i: int, kind: str) -> ViewingEvent:
+    return make_viewing_event(event_time=i, event_type=kind, event_id=f"e{i}")
+
+
+def test_event_type_mix_ignores_sessions_starting_and_ending() -> None:
+    # The share of plays and stops swings as sessions start and end (the start and the end of
+    # a stream); the in-session mix (rebuffers, bitrate changes, pauses, seeks) stays put.
+    rng = random.Random(13)
+    data = DataDriftMonitor(reference_size=500, recent_size=200, check_every=50)
+    hits = []
+    for i in range(6000):
+        lifecycle_share = 0.6 if i < 1500 else 0.1
+        if rng.random() < lifecycle_share:
+            kind = rng.choice(["play", "stop", "complete", "rating"])
+        else:
+            kind = rng.choices(["rebuffer", "bitrate_change", "pause", "seek"], [5, 2, 2, 1])[0]
+        hits += [r.feature for r in data.update(_typed(i, kind))]
+    assert hits == []
+
+
+def test_event_type_mix_signals_more_rebuffers() -> None:
+    rng = random.Random(14)
+    data = DataDriftMonitor(reference_size=500, recent_size=200, check_every=50)
+    hits = []
+    for i in range(4000):
+        weights = [5, 2, 2, 1] if i < 2000 else [8, 4, 0.2, 0.1]
+        kind = rng.choices(["rebuffer", "bitrate_change", "pause", "seek"], weights)[0]
+        hits += [(i, r.feature) for r in data.update(_typed(i, kind))]
+    assert hits and hits[0][1] == "event_type" and 2000 < hits[0][0] < 2400, hits[:3]
+
+
+def test_event_type_values_no_longer_watched_are_dropped_on_import() -> None:
+    # A snapshot from before the in-session mix held plays and stops in its samples.
+    source = DataDriftMonitor(
+        [FeatureSpec("event_type", lambda e: e["event_type"], categorical=True, plays_only=False)]
+    )
+    for i, kind in enumerate(["play", "rebuffer", "stop", "pause"] * 50):
+        source.update(_typed(i, kind))
+    restored = DataDriftMonitor()
+    restored.import_state(source.export_state())
+    kept = restored.export_state()["features"]["event_type"]["reference"]
+    assert sorted(set(kept)) == ["pause", "rebuffer"] and len(kept) == 100
