@@ -9,6 +9,7 @@ record at the committed offset, read with a throw-away consumer.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from streamproc.config import Settings
 from streamproc.errors import BrokerUnavailableError, KafkaError
 from streamproc.kafka.clients import client_config, quiet_client_logger
 
-__all__ = ["PartitionLag", "consumer_lag", "list_groups"]
+__all__ = ["LagClients", "PartitionLag", "consumer_lag", "list_groups"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,44 @@ def _admin(settings: Settings) -> AdminClient:
     return AdminClient(client_config(settings), logger=quiet_client_logger())
 
 
+class LagClients:
+    """The admin client and the offsets consumer of repeated lag measurements, kept open.
+
+    A one-off measurement (``streamproc lag``) opens its clients and drops them. A worker
+    measures every few seconds for as long as it runs: it keeps one admin client and one
+    consumer, so a measurement costs requests, not new connections, and a broker outage
+    never finds a client being torn down with requests in flight (librdkafka retries on
+    the clients it has). Hold :attr:`lock` while measuring; :meth:`close` waits for it.
+    """
+
+    def __init__(self, settings: Settings, group: str) -> None:
+        self.settings = settings
+        self.group = group
+        self.lock = threading.Lock()
+        self._admin: AdminClient | None = None
+        self._consumer: Consumer | None = None
+
+    @property
+    def admin(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = _admin(self.settings)
+        return self._admin
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = _offsets_consumer(self.settings, self.group)
+        return self._consumer
+
+    def close(self) -> None:
+        """Close the clients (after the measurement in progress, if any)."""
+        with self.lock:
+            if self._consumer is not None:
+                self._consumer.close()
+            self._consumer = None
+            self._admin = None
+
+
 def list_groups(settings: Settings, *, timeout: float = 10.0) -> list[str]:
     """Ids of the consumer groups on the cluster."""
     admin = _admin(settings)
@@ -63,9 +102,13 @@ def consumer_lag(
     topics: list[str] | None = None,
     with_seconds: bool = True,
     timeout: float = 10.0,
+    clients: LagClients | None = None,
 ) -> list[PartitionLag]:
-    """Lag of ``group`` on every partition it has committed on (or of ``topics``, if given)."""
-    admin = _admin(settings)
+    """Lag of ``group`` on every partition it has committed on (or of ``topics``, if given).
+
+    ``clients``: kept-open clients for repeated measurements (of the same ``group``).
+    """
+    admin = clients.admin if clients is not None else _admin(settings)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -74,8 +117,9 @@ def consumer_lag(
             ].result(timeout=timeout + 5)
             break
         except concurrent.futures.TimeoutError as exc:
-            # librdkafka has been seen to leave this future unresolved: ask again.
-            if time.monotonic() > deadline:
+            # librdkafka has been seen to leave this future unresolved: ask again (a
+            # kept-open client is not replaced; the next measurement asks it again).
+            if clients is not None or time.monotonic() > deadline:
                 raise KafkaError(f"describing group {group!r} timed out") from exc
             admin = _admin(settings)
             continue
@@ -104,7 +148,7 @@ def consumer_lag(
             if not name.startswith("__") and tmeta.error is None
             for p in tmeta.partitions
         ]
-        committed_on = {t for t, _ in _committed(settings, group, candidates, timeout)}
+        committed_on = {t for t, _ in _committed(settings, group, candidates, timeout, clients)}
         topics = sorted(
             {t for t in {t for t, _ in owners} | committed_on if not _is_faust_internal(t)}
         )
@@ -114,7 +158,7 @@ def consumer_lag(
         if tmeta is None or tmeta.error is not None:
             raise KafkaError(f"topic {topic!r} does not exist")
         partitions.extend((topic, p) for p in sorted(tmeta.partitions))
-    committed = _committed(settings, group, partitions, timeout)
+    committed = _committed(settings, group, partitions, timeout, clients)
 
     wanted = set(partitions)
     if not wanted:
@@ -164,8 +208,22 @@ def _is_faust_internal(topic: str) -> bool:
     return topic.endswith("-changelog") or "__assignor-__leader" in topic
 
 
+def _offsets_consumer(settings: Settings, group: str) -> Consumer:
+    return Consumer(
+        client_config(
+            settings,
+            **{"group.id": group, "enable.auto.commit": False, "enable.partition.eof": False},
+        ),
+        logger=quiet_client_logger(),
+    )
+
+
 def _committed(
-    settings: Settings, group: str, partitions: list[tuple[str, int]], timeout: float
+    settings: Settings,
+    group: str,
+    partitions: list[tuple[str, int]],
+    timeout: float,
+    clients: LagClients | None = None,
 ) -> dict[tuple[str, int], int]:
     """Committed offsets of ``group``, fetched by a consumer carrying the group id.
 
@@ -176,19 +234,14 @@ def _committed(
     """
     if not partitions:
         return {}
-    consumer = Consumer(
-        client_config(
-            settings,
-            **{"group.id": group, "enable.auto.commit": False, "enable.partition.eof": False},
-        ),
-        logger=quiet_client_logger(),
-    )
+    consumer = clients.consumer if clients is not None else _offsets_consumer(settings, group)
     try:
         result = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
     except KafkaException as exc:
         raise KafkaError(f"cannot read the committed offsets of group {group!r}: {exc}") from exc
     finally:
-        consumer.close()
+        if clients is None:
+            consumer.close()
     return {
         (tp.topic, tp.partition): tp.offset for tp in result if tp.error is None and tp.offset >= 0
     }

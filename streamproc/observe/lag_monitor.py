@@ -171,6 +171,8 @@ class LagMonitor:
         self._last_ok: float | None = None
         self._last_rows: tuple[PartitionLag, ...] = ()
         self._stopping = asyncio.Event()
+        #: Releases the clients ``fetch`` keeps open (called when :meth:`run` returns).
+        self.close_clients: Callable[[], None] = lambda: None
 
     def __repr__(self) -> str:
         return (
@@ -203,8 +205,9 @@ class LagMonitor:
         with_seconds
             Also measure lag in seconds (one extra fetch per lagging partition).
         """
-        from streamproc.kafka.lag import consumer_lag
+        from streamproc.kafka.lag import LagClients, consumer_lag
 
+        clients = LagClients(settings, settings.app_id)
         wanted = (
             list(topics) if topics is not None else [settings.topic_input, settings.topic_valid]
         )
@@ -212,12 +215,13 @@ class LagMonitor:
         timeout = max(1.0, min(10.0, settings.lag_interval_s))
 
         def fetch() -> list[PartitionLag]:
-            return consumer_lag(
-                settings, settings.app_id, topics=wanted, with_seconds=with_seconds,
-                timeout=timeout,
-            )  # fmt: skip
+            with clients.lock:
+                return consumer_lag(
+                    settings, settings.app_id, topics=wanted, with_seconds=with_seconds,
+                    timeout=timeout, clients=clients,
+                )  # fmt: skip
 
-        return cls(
+        monitor = cls(
             metrics,
             fetch,
             group=settings.app_id,
@@ -225,6 +229,8 @@ class LagMonitor:
             stall_after_s=settings.stall_after_s,
             owned_partitions=owned_partitions,
         )
+        monitor.close_clients = clients.close
+        return monitor
 
     # --- state read by the status server (any thread) ---------------------------------------
 
@@ -295,16 +301,20 @@ class LagMonitor:
     async def run(self) -> None:
         """Measure every ``interval_s`` seconds until :meth:`stop` (run it as a task)."""
         self._stopping.clear()
-        while not self._stopping.is_set():
-            try:
-                await self.check()
-            except Exception as exc:
-                # The monitor is an observer: an unexpected client error must not take the
-                # worker down with it. It is counted, logged with its traceback, and retried.
-                self.metrics.lag_check_failures.inc()
-                logger.error("lag check of group %s failed: %r", self.group, exc, exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval_s)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self.check()
+                except Exception as exc:
+                    # The monitor is an observer: an unexpected client error must not take
+                    # the worker down with it. It is counted, logged with its traceback, and
+                    # retried.
+                    self.metrics.lag_check_failures.inc()
+                    logger.error("lag check of group %s failed: %r", self.group, exc, exc_info=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self.interval_s)
+        finally:
+            await asyncio.to_thread(self.close_clients)
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current measurement."""

@@ -158,3 +158,29 @@ def test_monitor_counts_failures_and_keeps_running() -> None:
     failures = metrics.registry.get_sample_value("streamproc_lag_check_failures_total")
     assert failures is not None and failures >= 2
     assert not monitor.broker_ok()
+
+
+def test_a_worker_monitor_keeps_its_clients_open_and_closes_them_when_it_stops() -> None:
+    from streamproc.config import load_settings
+    from streamproc.kafka.lag import LagClients
+
+    metrics = StreamprocMetrics.create(CollectorRegistry())
+    monitor = LagMonitor.for_settings(load_settings(), metrics)
+    assert isinstance(getattr(monitor.close_clients, "__self__", None), LagClients)
+    clients = LagClients(load_settings(), "streamproc")
+    assert clients.admin is clients.admin  # one client for every measurement, not one each
+    closed: list[bool] = []
+    monitor.fetch = lambda: []
+    monitor.close_clients = lambda: closed.append(True)
+    monitor.interval_s = 0.01
+
+    async def run_briefly() -> None:
+        task = asyncio.create_task(monitor.run())
+        await asyncio.sleep(0.05)
+        assert not closed
+        monitor.stop()
+        await asyncio.wait_for(task, 1.0)
+
+    asyncio.run(run_briefly())
+    assert closed == [True]
+    clients.close()
