@@ -30,7 +30,7 @@ from pydantic import SecretStr
 from benchmarks import DEFAULT_EVENTS, DEFAULT_LATENCY_SECONDS, DEFAULT_RUNS, DEFAULT_WORKERS
 from benchmarks.breakdown import measure_breakdown
 from benchmarks.latency import LatencyRequest, measure_latency
-from benchmarks.pipeline import DrainProgress, PipelineSession, delete_topics, measurement_settings
+from benchmarks.pipeline import DrainProgress, PipelineSession, measurement_settings
 from benchmarks.preload import Workload, build_workload, extra_records
 from benchmarks.pyspy import IDLE, PySpyRecorder, find_py_spy
 from benchmarks.reference import run_reference
@@ -46,7 +46,7 @@ from streamproc.kafka.launcher import (
     start_kafka,
     stop_kafka,
 )
-from streamproc.kafka.topics import ensure_topics
+from streamproc.kafka.topics import delete_topics, ensure_topics
 from streamproc.learning.specs import get_model_specs
 
 __all__ = [

@@ -11,7 +11,6 @@ Workers join *before* the load so that no rebalance falls inside the measured wi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -21,13 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
-
 from benchmarks.preload import BenchRecord, end_offsets, load_records, topic_record_count
 from benchmarks.resources import CpuMeter, peak_rss_bytes, total
-from streamproc.config import Settings
+from streamproc.config import Settings, prefixed
 from streamproc.errors import KafkaError, StreamprocError
-from streamproc.kafka.clients import client_config, quiet_client_logger
 from streamproc.kafka.lag import PartitionLag, consumer_lag
 from streamproc.kafka.topics import ensure_topics
 from streamproc.workers import WorkerProcess
@@ -36,7 +32,6 @@ __all__ = [
     "DrainProgress",
     "PipelineSession",
     "ThroughputResult",
-    "delete_topics",
     "measurement_settings",
 ]
 
@@ -58,19 +53,7 @@ def measurement_settings(base: Settings, prefix: str, **overrides: Any) -> Setti
     >>> s.topic_input, s.app_id, s.agents
     ('bench1-r1-w1-viewing-events', 'bench1-r1-w1-streamproc', 'ingest,model')
     """
-    topics = {
-        name: f"{prefix}-{Settings.model_fields[name].default}"
-        for name in Settings.model_fields
-        if name.startswith("topic_")
-    }
-    values: dict[str, Any] = {
-        **topics,
-        "app_id": f"{prefix}-streamproc",
-        "agents": "ingest,model",
-        "metrics_port": 0,
-    }
-    values.update(overrides)
-    return base.model_copy(update=values)
+    return prefixed(base, prefix, **{"agents": "ingest,model", "metrics_port": 0, **overrides})
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,17 +299,3 @@ class PipelineSession:
         counts = {role: topic_record_count(s, topic) for role, topic in roles.items()}
         counts["duplicates_dropped"] = counts["input"] - counts["valid"] - counts["dead_letters"]
         return counts
-
-
-def delete_topics(settings: Settings, prefix: str, *, timeout: float = 30.0) -> list[str]:
-    """Delete every topic whose name starts with ``prefix`` (the bench's own, on a shared
-    cluster); return their names. Errors are ignored: this is clean-up."""
-    admin = AdminClient(client_config(settings, logger=quiet_client_logger()))
-    with contextlib.suppress(Exception):
-        names = [t for t in admin.list_topics(timeout=timeout).topics if t.startswith(prefix)]
-        if names:
-            for future in admin.delete_topics(names, operation_timeout=timeout).values():
-                with contextlib.suppress(Exception):
-                    future.result(timeout=timeout)
-        return names
-    return []

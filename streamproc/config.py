@@ -31,6 +31,7 @@ __all__ = [
     "Settings",
     "env_var_name",
     "load_settings",
+    "prefixed",
     "secret_fields",
     "security_problems",
     "settings_markdown",
@@ -422,6 +423,23 @@ def load_settings(**overrides: Any) -> Settings:
         # ``from None``: pydantic's own message shows every input, secrets included, and a
         # traceback would print it; this message already says what is wrong and where.
         raise ConfigError(f"invalid settings: {'; '.join(problems)}") from None
+
+
+def prefixed(base: Settings, prefix: str, **overrides: Any) -> Settings:
+    """``base`` with every topic and the app id under ``prefix`` (a run of its own).
+
+    >>> s = prefixed(Settings(), "run1")
+    >>> s.topic_input, s.topic_predictions, s.app_id
+    ('run1-viewing-events', 'run1-predictions', 'run1-streamproc')
+    """
+    values: dict[str, Any] = {
+        name: f"{prefix}-{Settings.model_fields[name].default}"
+        for name in Settings.model_fields
+        if name.startswith("topic_")
+    }
+    values["app_id"] = f"{prefix}-streamproc"
+    values.update(overrides)
+    return base.model_copy(update=values)
 
 
 def env_var_name(field_name: str) -> str:

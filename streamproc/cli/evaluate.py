@@ -1,13 +1,17 @@
-"""``streamproc evaluate``: the models against the simulator's hidden truth, in process."""
+"""``streamproc evaluate``: the models against the simulator's hidden truth, in process or
+through Kafka."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import cast
 
 import click
 import orjson
 
 from streamproc.cli._common import settings_from
+from streamproc.evaluate_kafka import evaluate_through_kafka
 from streamproc.learning.evaluate import EvaluationParams, evaluate_models, format_report
 
 __all__ = ["command"]
@@ -47,6 +51,30 @@ _DEFAULTS = EvaluationParams()
     show_default=True,
     help="Sessions learned from before the targets are measured.",
 )
+@click.option(
+    "--kafka",
+    "through_kafka",
+    is_flag=True,
+    help="Run the stream through Kafka and worker processes instead, and measure the "
+    "scores served on the predictions topic (fresh topics, deleted afterwards).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Worker processes (with --kafka).",
+)
+@click.option(
+    "--keep-topics", is_flag=True, help="Keep the run's topics (with --kafka), for inspection."
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".streamproc/evaluate"),
+    show_default=True,
+    help="The workers' logs (with --kafka).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def command(
@@ -56,6 +84,10 @@ def command(
     users: int,
     titles: int,
     warmup_sessions: int,
+    through_kafka: bool,
+    workers: int,
+    keep_topics: bool,
+    log_dir: Path,
     as_json: bool,
 ) -> None:
     """Run the simulator through the partition learners (no Kafka) and check the targets.
@@ -64,6 +96,10 @@ def command(
     has its own learner. Targets, on the sessions after the warm-up: engagement ROC AUC
     within 0.03 of the oracle's, qoe MAE at most 1.25 x the oracle's, affinity RMSE below a
     per-title mean. Exit code 0 when all hold, 1 otherwise.
+
+    With --kafka the same stream goes to the Kafka of STREAMPROC_BOOTSTRAP_SERVERS (e.g. from
+    `streamproc kafka start`) through --workers worker processes, and the targets are checked
+    on the predictions they published, each joined with its session's label.
     """
     settings = settings_from(ctx, seed=seed)
     params = EvaluationParams.from_settings(
@@ -73,11 +109,43 @@ def command(
         n_titles=titles,
         warmup_sessions=warmup_sessions,
     )
-    report = evaluate_models(params, settings)
+    extra: dict[str, object] = {}
+    if through_kafka:
+        served = evaluate_through_kafka(
+            params,
+            settings,
+            workers=workers,
+            log_dir=log_dir,
+            keep_topics=keep_topics,
+            say=lambda message: click.echo(message, err=True),
+        )
+        report = served.report
+        extra = {
+            "predictions": served.predictions,
+            "repeated_predictions": served.repeated_predictions,
+            "labels": served.labels,
+            "labels_without_prediction": served.missing,
+            "equal_to_replay": served.equal_to_replay,
+        }
+    else:
+        report = evaluate_models(params, settings)
+    passed = report.passed and not extra.get("labels_without_prediction")
     if as_json:
-        sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        out = {**report.to_dict(), **extra, "passed": passed}
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")
     else:
-        click.echo(format_report(report))
-    if not report.passed:
+        figures = None
+        if through_kafka:
+            figures = [
+                f"served predictions read back from Kafka: {extra['predictions']:,} records "
+                f"({extra['repeated_predictions']:,} repeated)",
+                f"session labels: {extra['labels']:,}, without a served prediction: "
+                f"{extra['labels_without_prediction']:,}",
+                f"served scores equal to a replay of the valid topic: "
+                f"{cast(float, extra['equal_to_replay']):.1%}",
+            ]
+        text = format_report(report, figures=figures, passed=passed)
+        click.echo(text)
+    if not passed:
         ctx.exit(1)

@@ -18,6 +18,7 @@ With a replication factor of 3 or more every topic gets ``min.insync.replicas=2`
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ __all__ = [
     "TopicOutcome",
     "TopicSpec",
     "TopicStatus",
+    "delete_topics",
     "ensure_topics",
     "topic_specs",
     "topic_status",
@@ -297,3 +299,17 @@ def _wait_visible(admin: AdminClient, names: Sequence[str], timeout: float) -> N
             return
         time.sleep(0.2)
     logger.warning("created topics %s have no leaders yet after %g s", ", ".join(names), timeout)
+
+
+def delete_topics(settings: Settings, prefix: str, *, timeout: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a run's own, on a shared
+    cluster); return their names. Errors are ignored: this is clean-up."""
+    admin = _admin(settings)
+    with contextlib.suppress(Exception):
+        names = [t for t in admin.list_topics(timeout=timeout).topics if t.startswith(prefix)]
+        if names:
+            for future in admin.delete_topics(names, operation_timeout=timeout).values():
+                with contextlib.suppress(Exception):
+                    future.result(timeout=timeout)
+        return names
+    return []

@@ -46,3 +46,29 @@ def test_same_seed_same_figures(settings: Settings) -> None:
         (t.value, t.reference) for t in b.targets
     ]
     assert "seed 42" in format_report(a)
+
+
+def test_quality_targets_from_label_score_reference_triples() -> None:
+    from streamproc.learning.evaluate import quality_targets
+
+    params = EvaluationParams()
+    eng = [(1.0, 0.9, 0.8), (0.0, 0.2, 0.3), (1.0, 0.4, 0.7), (0.0, 0.6, 0.1)]
+    qoe = [(0.1, 0.1, 0.12), (0.2, 0.3, 0.2)]  # MAE 0.05 against the oracle's 0.01
+    aff = [(1.0, 0.9, 0.5), (0.0, 0.2, 0.5)]
+    targets = {t.name: t for t in quality_targets(params, eng=eng, qoe=qoe, affinity=aff)}
+    assert targets["engagement"].value == pytest.approx(0.75)
+    assert targets["engagement"].reference == pytest.approx(1.0)
+    assert not targets["engagement"].passed  # 0.75 < 1.0 - 0.03
+    assert targets["qoe"].value == pytest.approx(0.05)
+    assert targets["qoe"].reference == pytest.approx(0.01)
+    assert not targets["qoe"].passed
+    assert targets["affinity"].value < targets["affinity"].reference
+    assert targets["affinity"].passed
+
+
+def test_report_with_the_figures_of_a_run_through_kafka(settings: Settings) -> None:
+    report = evaluate_models(EvaluationParams(n_events=3000, warmup_sessions=50), settings)
+    text = format_report(report, figures=["served predictions: 900"], passed=False)
+    assert "served predictions: 900" in text
+    assert "PartitionLearner.process" not in text
+    assert text.endswith("overall: FAIL")
