@@ -66,7 +66,6 @@ class RecordSender:
         self.settings = settings
         self.flush_timeout_s = flush_timeout_s
         self.failures: list[str] = []
-        self.sent = 0
         config = client_config(
             settings,
             **{
@@ -119,11 +118,10 @@ class RecordSender:
                     timestamp=timestamp_ms,
                     headers=headers,
                 )
-                break
+                return
             except BufferError:
                 # The local queue is full: wait for the broker to take some (backpressure).
                 self._producer.poll(0.05)
-        self.sent += 1
 
     def poll(self) -> None:
         """Serve delivery reports; raise :class:`DeliveryError` if a record was refused."""
