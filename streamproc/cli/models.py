@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 import click
 import orjson
@@ -98,43 +99,40 @@ def show(ctx: click.Context, name: str) -> None:
         )
 
 
-@command.command("rollback")
-@click.argument("name")
-@click.option(
-    "--version",
-    "version",
-    type=click.IntRange(min=1),
-    required=True,
-    help="Version to serve again.",
-)
-@click.option("--note", default="", help="Why (recorded on the drift-signals topic).")
-@click.pass_context
-def rollback(ctx: click.Context, name: str, version: int, note: str) -> None:
-    """Serve VERSION of model NAME again on every partition; recorded as an event."""
-    result = set_serving_version(settings_from(ctx), name, version, note=note)
-    click.echo(
-        f"{name}: serving v{version} on partitions {result['partitions']} "
-        "(workers switch within seconds; recorded on the drift-signals topic)"
+def _serving_command(
+    command_name: str,
+    action: Literal["manual_rollback", "manual_promote"],
+    version_help: str,
+    doc: str,
+) -> None:
+    """Register ``models NAME``: serve a version on every partition, through ``action``."""
+
+    @click.argument("name")
+    @click.option(
+        "--version", "version", type=click.IntRange(min=1), required=True, help=version_help
     )
+    @click.option("--note", default="", help="Why (recorded on the drift-signals topic).")
+    @click.pass_context
+    def serve(ctx: click.Context, name: str, version: int, note: str) -> None:
+        result = set_serving_version(settings_from(ctx), name, version, action=action, note=note)
+        click.echo(
+            f"{name}: serving v{version} on partitions {result['partitions']} "
+            "(workers switch within seconds; recorded on the drift-signals topic)"
+        )
+
+    serve.__doc__ = doc
+    command.command(command_name)(serve)
 
 
-@command.command("promote")
-@click.argument("name")
-@click.option(
-    "--version",
-    "version",
-    type=click.IntRange(min=1),
-    required=True,
-    help="Version to serve from now on.",
+_serving_command(
+    "rollback",
+    "manual_rollback",
+    "Version to serve again.",
+    "Serve VERSION of model NAME again on every partition; recorded as an event.",
 )
-@click.option("--note", default="", help="Why (recorded on the drift-signals topic).")
-@click.pass_context
-def promote(ctx: click.Context, name: str, version: int, note: str) -> None:
-    """Serve VERSION of model NAME on every partition that has it; recorded as an event."""
-    result = set_serving_version(
-        settings_from(ctx), name, version, action="manual_promote", note=note
-    )
-    click.echo(
-        f"{name}: serving v{version} on partitions {result['partitions']} "
-        "(workers switch within seconds; recorded on the drift-signals topic)"
-    )
+_serving_command(
+    "promote",
+    "manual_promote",
+    "Version to serve from now on.",
+    "Serve VERSION of model NAME on every partition that has it; recorded as an event.",
+)
