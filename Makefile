@@ -10,13 +10,14 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 
-.PHONY: help setup tools kafka-jars lint format typecheck unit test integration demo bench clean distclean
+.PHONY: help setup tools kafka-jars lint format typecheck unit test integration demo bench quality clean distclean
 
 help:
-	@echo "make demo    start local Kafka, a worker and the simulator; show the results"
+	@echo "make demo    local Kafka, a worker and a drifting simulated stream; live view, drift report"
 	@echo "make test    lint, type-check and run every test, integration tests on real Kafka"
 	@echo "make unit    the broker-free tests only (fast)"
 	@echo "make bench   throughput, latency and cost per event on a local Kafka (BENCH_ARGS=...)"
+	@echo "make quality the model-quality targets on 600,000 events through a local Kafka (~7 min)"
 	@echo "make lint    ruff check + format check;  make typecheck: mypy --strict"
 	@echo "make clean   stop local Kafka started by the demo and remove its data"
 
@@ -76,8 +77,19 @@ demo: setup
 bench: setup
 	$(BIN)/streamproc bench $(BENCH_ARGS)
 
+# The quality targets on the predictions the workers publish, at full size (QUALITY_ARGS: e.g.
+# --workers 2). Starts its own Kafka on port 29392 and stops it afterwards.
+QUALITY_ARGS ?=
+QUALITY_KAFKA := .streamproc/quality/kafka
+quality: setup
+	$(BIN)/streamproc kafka start --port 29392 --data-dir $(QUALITY_KAFKA)
+	STREAMPROC_BOOTSTRAP_SERVERS=127.0.0.1:29392 $(BIN)/streamproc evaluate --kafka \
+		--log-dir .streamproc/quality/logs $(QUALITY_ARGS); \
+		status=$$?; $(BIN)/streamproc kafka stop --data-dir $(QUALITY_KAFKA); exit $$status
+
 clean:
 	-$(BIN)/streamproc kafka stop --data-dir .streamproc/demo/kafka --wipe
+	-$(BIN)/streamproc kafka stop --data-dir $(QUALITY_KAFKA) --wipe
 	rm -rf .streamproc .pytest_cache .mypy_cache .ruff_cache
 
 distclean: clean

@@ -2,8 +2,20 @@
 
 Steps: start the demo's own Kafka (or use the configured cluster), create the topics, start
 the workers, publish a simulated stream with invalid records and duplicates while the live
-view (:mod:`streamproc.observe.live`) runs, wait until the workers have caught up, and
-account for every record (:class:`DemoReport`).
+view (:mod:`streamproc.observe.live`) runs, wait until the workers have caught up, account
+for every record (:class:`DemoReport`) and report what the workers did about the drift
+(:mod:`streamproc.drift.observed`).
+
+The stream follows a scenario of :mod:`streamproc.simulate.scenarios`, by default the data
+drift (``throttled_cdn``) from 40 % of the events on. The world is the drift tests' (400
+users, 120 titles, 2 sessions a simulated minute: a session's label follows its play within a
+few hundred events, so the detectors and the challengers get labels soon enough), and the
+publisher partitions keys with murmur2 like the workers, so each valid partition is fed by
+one input partition in publish order: a seed gives the same signals, at the same offsets,
+every run. On the defaults (seed 0, 40,000 events, onset 16,000, 1 partition) the worker
+signals data drift 2,695 events after the onset, starts a qoe challenger at +6,929 (label
+drift) and promotes it as qoe v2 at +13,507; with 2 partitions each partition's models see
+half the events, and it takes about 80,000 events for both to promote.
 
 Data between runs: the demo's Kafka keeps its data in ``<data_dir>/kafka``, and each run
 stops and wipes it first (``keep_data=False``), so the topics hold exactly this run's records
@@ -31,12 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import SecretStr
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from streamproc.audit import IngestAudit, audit_ingest
 from streamproc.config import Settings
 from streamproc.dlq import DlqSummary, inspect_dlq
+from streamproc.drift.observed import DriftRun, ValidRecord, build_drift_run, format_drift_run
 from streamproc.emit.decode_any import decode_record
 from streamproc.errors import KafkaError, StreamprocError
 from streamproc.ingest.schemas import load_schemas
@@ -53,32 +66,56 @@ from streamproc.kafka.read import read_to_end
 from streamproc.kafka.topics import ensure_topics
 from streamproc.learning.specs import get_model_specs
 from streamproc.observe.live import (
+    DRIFT_ROWS,
     LivePoller,
     LiveSnapshot,
     WorkerFigures,
-    end_offsets,
+    format_drift_line,
     format_quality,
     format_status_line,
+    partition_end_offsets,
     render_view,
 )
 from streamproc.produce import EventProducer
 from streamproc.registry.signing import parse_keys
 from streamproc.registry.store import SnapshotInfo, list_snapshot_infos
 from streamproc.simulate import Manifest, SimParams, simulate_events
+from streamproc.simulate.scenarios import SCENARIO_ALIASES, register_variant
 from streamproc.workers import WorkerProcess, wait_for_catch_up
 
-__all__ = ["DemoOptions", "DemoReport", "format_end_report", "run_demo"]
+__all__ = [
+    "DEFAULT_ONSET_FRACTION",
+    "DEFAULT_SCENARIO",
+    "DemoOptions",
+    "DemoReport",
+    "format_end_report",
+    "run_demo",
+]
 
 _KEY_FILE = "snapshot.key"
 _JOIN_TIMEOUT_S = 120.0
 _STATUS_LINE_EVERY_S = 5.0
+#: The scenario the demo runs unless told otherwise (an alias of SCENARIO_ALIASES).
+DEFAULT_SCENARIO = "data-drift"
+#: Where a drift starts unless --drift-at says: this fraction of the valid events.
+DEFAULT_ONSET_FRACTION = 0.4
+#: The demo's world (see the module docstring).
+DEMO_USERS = 400
+DEMO_TITLES = 120
+DEMO_SESSIONS_PER_MINUTE = 2.0
+#: Longest simulated timeline, in minutes: more sessions a minute for very long runs, so
+#: that no event is old enough for the ingest's event_time_past rule.
+_MAX_TIMELINE_MIN = 6 * 24 * 60
+_MEAN_EVENTS_PER_SESSION = 8.0
+#: Engagement labels per window of the plot's AUC curves.
+_AUC_WINDOW = 500
 
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
     """What ``streamproc demo`` runs; the fields are its flags."""
 
-    events: int = 30_000
+    events: int = 40_000
     rate: float = 3000.0  # records a second; 0 = as fast as possible
     invalid_fraction: float = 0.03
     duplicate_fraction: float = 0.01
@@ -90,6 +127,9 @@ class DemoOptions:
     agents: str = "ingest,model"
     external: bool = False  # use settings.bootstrap_servers; start no Kafka
     catch_up_timeout_s: float = 300.0
+    scenario: str = DEFAULT_SCENARIO  # a registered scenario or an alias
+    drift_at: int | None = None  # onset (valid-event index); None: DEFAULT_ONSET_FRACTION
+    partitions: int = 1  # of the topics the demo creates
 
     @property
     def kafka_dir(self) -> Path:
@@ -98,6 +138,48 @@ class DemoOptions:
     @property
     def model_running(self) -> bool:
         return "model" in {a.strip() for a in self.agents.split(",")}
+
+    @property
+    def scenario_name(self) -> str:
+        """The registered name of :attr:`scenario` (an alias resolved)."""
+        return SCENARIO_ALIASES.get(self.scenario, self.scenario)
+
+    @property
+    def scenario_label(self) -> str:
+        """How the reports name the scenario, e.g. ``data-drift (throttled_cdn)``."""
+        name = self.scenario_name
+        return name if name == self.scenario else f"{self.scenario} ({name})"
+
+    @property
+    def onset(self) -> int | None:
+        """The drift's onset index, or None for the stationary scenario."""
+        if self.scenario_name == "stationary":
+            return None
+        if self.drift_at is not None:
+            return self.drift_at
+        return int(self.events * DEFAULT_ONSET_FRACTION)
+
+    def sim_params(self, settings: Settings) -> SimParams:
+        """What the publisher simulates (a drift scenario registered with its onset)."""
+        onset = self.onset
+        scenario = (
+            "stationary" if onset is None else register_variant(self.scenario_name, onset=onset)
+        )
+        per_minute = max(
+            DEMO_SESSIONS_PER_MINUTE,
+            self.events / _MEAN_EVENTS_PER_SESSION / _MAX_TIMELINE_MIN,
+        )
+        return SimParams(
+            n_events=self.events,
+            n_users=DEMO_USERS,
+            n_titles=DEMO_TITLES,
+            seed=self.seed,
+            fmt=settings.producer_format,
+            invalid_fraction=self.invalid_fraction,
+            duplicate_fraction=self.duplicate_fraction,
+            scenario=scenario,
+            sessions_per_minute=per_minute,
+        )
 
 
 @dataclass
@@ -118,6 +200,8 @@ class DemoReport:
     quality: dict[tuple[str, str], float] = field(default_factory=dict)  # (model, metric)
     quality_source: str = "the workers' /status.json"
     left_running: list[str] = field(default_factory=list)  # --keep-running: how to stop
+    drift: DriftRun | None = None  # None: the model agent did not run
+    scenario_label: str = "stationary"
 
     @property
     def plays(self) -> int:
@@ -161,9 +245,14 @@ class _Publisher(threading.Thread):
     def __init__(self, settings: Settings, params: SimParams, rate: float) -> None:
         super().__init__(name="streamproc-demo-publisher", daemon=True)
         self.simulation = simulate_events(params, settings)
-        self.producer = EventProducer(settings, params.fmt)
+        # Keys go where the workers' producer puts them (murmur2, as Java clients do), so
+        # valid partition p is fed by input partition p alone, in publish order.
+        self.producer = EventProducer(
+            settings, params.fmt, config={"partitioner": "murmur2_random"}
+        )
         self.rate = rate
         self.sent = 0
+        self.valid_ids: list[str] = []  # ids of the valid events, in publish order
         self.error: Exception | None = None
         self.finished = threading.Event()
         self.finished_at = 0.0
@@ -178,6 +267,8 @@ class _Publisher(threading.Thread):
                     break
                 self.producer.send_raw(record.key, record.value)
                 self.sent += 1
+                if record.kind == "valid" and record.event_id is not None:
+                    self.valid_ids.append(record.event_id)
                 if batch and self.sent % batch == 0:
                     delay = started + self.sent / self.rate - time.perf_counter()
                     if delay > 0:
@@ -311,18 +402,63 @@ def quality_from_snapshots(settings: Settings) -> dict[tuple[str, str], float]:
     return {k: total / weights for k, (total, weights) in sums.items()}
 
 
-def _count_predictions(settings: Settings, plays: set[str]) -> tuple[Counter[str], int]:
-    """Distinct predicted plays per model, and the prediction records for ``plays``."""
+def _read_predictions(
+    settings: Settings, plays: set[str]
+) -> tuple[Counter[str], int, list[dict[str, object]]]:
+    """Distinct predicted plays per model, the prediction records for ``plays``, and them."""
     schemas = load_schemas(settings.schemas_path)
     seen: set[tuple[str, str]] = set()
-    records = 0
+    found: list[dict[str, object]] = []
     for rec in read_to_end(settings, settings.topic_predictions):
         _, prediction = decode_record(rec.value or b"", schemas)
         event_id = str(prediction.get("event_id"))
         if event_id in plays:
-            records += 1
+            found.append(prediction)
             seen.add((event_id, str(prediction.get("model"))))
-    return Counter(model for _, model in seen), records
+    return Counter(model for _, model in seen), len(found), found
+
+
+def _read_since(
+    settings: Settings, topic: str, start: dict[int, int]
+) -> list[tuple[int, int, dict[str, object]]]:
+    """(partition, offset, decoded record) of ``topic`` from the offsets in ``start`` on."""
+    schemas = load_schemas(settings.schemas_path)
+    out = []
+    for rec in read_to_end(settings, topic):
+        if rec.offset < start.get(rec.partition, 0):
+            continue
+        _, record = decode_record(rec.value or b"", schemas)
+        out.append((rec.partition, rec.offset, record))
+    return out
+
+
+def _drift_run(
+    settings: Settings,
+    options: DemoOptions,
+    starts: dict[str, dict[int, int]],
+    publisher: _Publisher,
+    predictions: list[dict[str, object]],
+) -> DriftRun:
+    """What the workers did about the drift, from the valid, drift and prediction topics."""
+    valid = [
+        ValidRecord.from_event(p, o, event)
+        for p, o, event in _read_since(settings, settings.topic_valid, starts["valid"])
+    ]
+    signals = [s for _, _, s in _read_since(settings, settings.topic_drift, starts["drift"])]
+    return build_drift_run(
+        scenario=options.scenario_name,
+        onset_index=options.onset,
+        published=publisher.valid_ids,
+        sessions=publisher.simulation.manifest.sessions,
+        valid=valid,
+        signals=signals,
+        predictions=predictions,
+        models=[s.name for s in get_model_specs(settings.models)],
+        completion_threshold=settings.completion_threshold,
+        # A demo run has a few thousand sessions: short windows, so the curve starts early.
+        auc_window=_AUC_WINDOW,
+        auc_step=_AUC_WINDOW // 5,
+    )
 
 
 def run_demo(
@@ -368,6 +504,7 @@ def run_demo(
                 "agents": options.agents,
                 "snapshot_keys": keys,
                 "metrics_host": "127.0.0.1",
+                "partitions": options.partitions,
             }
         )
         outcomes = [outcome for _, outcome in ensure_topics(settings)]
@@ -377,8 +514,15 @@ def run_demo(
         if bootstrap != Settings.model_fields["bootstrap_servers"].default:
             say(f"other commands reach this Kafka with --bootstrap-servers {bootstrap}")
         topics = settings.topics
-        roles = ("input", "valid", "dlq", "predictions")
-        baseline = end_offsets(settings, [topics[r] for r in roles])
+        roles = ("input", "valid", "dlq", "predictions", "drift")
+        ends = partition_end_offsets(settings, [topics[r] for r in roles])
+        starts = {role: ends[topics[role]] for role in roles}
+        baseline = {topic: sum(by_partition.values()) for topic, by_partition in ends.items()}
+        if len(starts["input"]) != options.partitions:
+            say(
+                f"the topics have {len(starts['input'])} partition(s), made before this run "
+                f"(--partitions {options.partitions} applies to topics the demo creates)"
+            )
         if any(baseline.values()):
             say(
                 "the topics hold records from earlier runs: the live figures count from now on, "
@@ -400,19 +544,18 @@ def run_demo(
 
         lag_roles = ("input", "valid") if options.model_running else ("input",)
         catch_up = [topics[r] for r in lag_roles]
-        params = SimParams(
-            n_events=options.events,
-            seed=options.seed,
-            fmt=settings.producer_format,
-            invalid_fraction=options.invalid_fraction,
-            duplicate_fraction=options.duplicate_fraction,
-        )
-        publisher = _Publisher(settings, params, options.rate)
+        publisher = _Publisher(settings, options.sim_params(settings), options.rate)
         poller = LivePoller(
             settings, baseline, urls, lag_roles=lag_roles, model_running=options.model_running
         ).start()
         rate = f"{options.rate:,.0f} records/s" if options.rate else "as fast as possible"
         say(f"publishing {options.events:,} valid events (+ invalid, duplicates) at {rate}")
+        onset = options.onset
+        say(
+            f"scenario {options.scenario_label}"
+            + ("" if onset is None else f": the truth changes at valid event #{onset:,}")
+            + f"; seed {options.seed}, {len(starts['input'])} partition(s)"
+        )
         poller.phase = "publishing"
         publisher.start()
         begun = time.monotonic()
@@ -437,9 +580,14 @@ def run_demo(
             model_running=options.model_running,
             models=[s.name for s in get_model_specs(settings.models)],
             earlier_input=baseline[topics["input"]],
+            scenario_label=options.scenario_label,
         )
         if options.model_running:
-            report.predictions, report.prediction_records = _count_predictions(settings, plays)
+            report.predictions, report.prediction_records, predictions = _read_predictions(
+                settings, plays
+            )
+            say("reading back the drift signals ...")
+            report.drift = _drift_run(settings, options, starts, publisher, predictions)
             report.quality = dict(final.workers.quality)
             if not report.quality:
                 if not options.keep_running:
@@ -539,21 +687,38 @@ def _watch(
         return poller.latest
 
     if console.is_terminal:
-        with Live(
-            render_view(poller.latest, topics), console=console, refresh_per_second=2
-        ) as live:
+        # As many drift signals as fit under the rest of the screen (about 25 lines).
+        rows = max(3, min(DRIFT_ROWS, console.size.height - 25))
+
+        def view(snap: LiveSnapshot) -> RenderableType:
+            return render_view(snap, topics, drift_rows=rows)
+
+        with Live(view(poller.latest), console=console, refresh_per_second=2) as live:
             while not done(snap := step()):
-                live.update(render_view(snap, topics))
+                live.update(view(snap))
             final = finish()
-            live.update(render_view(final, topics))
+            live.update(view(final))
         return final
     last_line = 0.0
+    printed = 0  # drift signals printed so far
+
+    def plain(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def new_signals(snap: LiveSnapshot) -> None:
+        nonlocal printed
+        for event in snap.drift[printed:]:
+            plain(format_drift_line(event))
+        printed = max(printed, len(snap.drift))
+
     while not done(snap := step()):
+        new_signals(snap)
         if time.monotonic() - last_line >= _STATUS_LINE_EVERY_S:
-            console.print(format_status_line(snap), markup=False, highlight=False, soft_wrap=True)
+            plain(format_status_line(snap))
             last_line = time.monotonic()
     final = finish()
-    console.print(format_status_line(final), markup=False, highlight=False, soft_wrap=True)
+    new_signals(final)
+    plain(format_status_line(final))
     return final
 
 
@@ -610,6 +775,13 @@ def format_end_report(report: DemoReport) -> str:
     elif report.model_running:
         quality = "not reported: no worker status and no model snapshot yet"
     lines.append("quality     " + quality)
-    lines.append(f"drift       {report.final.workers.drift_signals:,.0f} signals")
+    if report.drift is None:
+        lines.append(f"drift       {report.final.workers.drift_signals:,.0f} signals")
+    else:
+        lines.append(f"drift       {len(report.drift.signals):,} signals (see the drift report)")
+    if report.drift is not None:
+        lines += ["", format_drift_run(report.drift, scenario_label=report.scenario_label)]
+    elif not report.model_running:
+        lines += ["", "== Drift report ==", "not available: the model agent did not run"]
     lines += [f"left running {what}" for what in report.left_running]
     return "\n".join(lines)

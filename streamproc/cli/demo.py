@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from streamproc.cli._common import settings_from
+from streamproc.cli.simulate import canonical_scenario, scenario_option
 
 __all__ = ["command"]
 
@@ -17,7 +18,7 @@ __all__ = ["command"]
 @click.option(
     "--events",
     type=click.IntRange(min=2),
-    default=30_000,
+    default=40_000,
     show_default=True,
     help="Valid session events to publish (invalid records and duplicates come on top).",
 )
@@ -41,6 +42,21 @@ __all__ = ["command"]
     default=0.01,
     show_default=True,
     help="Fraction of valid events sent twice.",
+)
+@scenario_option(default="data-drift")
+@click.option(
+    "--drift-at",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="K",
+    help="Valid-event index where the drift starts [default: 40 % of --events].",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Partitions of the topics the demo creates (each partition has its own models).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulation.")
 @click.option(
@@ -73,6 +89,14 @@ __all__ = ["command"]
     show_default=True,
     help="Kafka data (kafka/), worker logs (logs/) and the demo's snapshot key.",
 )
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.png",
+    help="Draw the run's windowed engagement AUC (served and oracle), the onset and every "
+    "drift signal into FILE.png.",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -80,23 +104,45 @@ def command(
     rate: float,
     invalid_fraction: float,
     duplicate_fraction: float,
+    scenario: str,
+    drift_at: int | None,
+    partitions: int,
     seed: int,
     workers: int,
     agents: str,
     keep_running: bool,
     keep_data: bool,
     data_dir: Path,
+    plot: Path | None,
 ) -> None:
     """Run the pipeline end to end on a local Kafka, with a live view and an end report.
 
     Starts Apache Kafka in DATA_DIR/kafka (or uses STREAMPROC_BOOTSTRAP_SERVERS and starts
     nothing), creates the topics, starts the workers, publishes a simulated stream with
-    invalid records and duplicates, shows what flows while the workers process it, then
-    audits every record and stops everything (unless --keep-running). Ctrl-C stops it all.
+    invalid records and duplicates that drifts at --drift-at (default: data drift at 40 %
+    of the events), shows what flows and each drift signal, challenger, promotion or rollback
+    as the workers raise it, then audits every record, reports what the workers did about
+    the drift (delays after the true onset, promotions, served quality before and after) and
+    stops everything (unless --keep-running). Ctrl-C stops it all.
 
-    Exits 1 if a worker dies or the books do not balance.
+    Exits 1 if a worker dies or the books do not balance; a drift that goes undetected or
+    unanswered is reported, not an error.
     """
     from streamproc.demo import DemoOptions, format_end_report, run_demo
+    from streamproc.drift.observed import as_scenario_result
+
+    canonical_scenario(scenario, drift_at)  # --drift-at needs a drift scenario
+    if drift_at is not None and drift_at >= events:
+        raise click.BadParameter(
+            f"{drift_at} is not below --events {events}: the run would hold no drift",
+            param_hint="'--drift-at'",
+        )
+    if plot is not None and not plot.parent.is_dir():
+        raise click.BadParameter(
+            f"{plot}: directory {plot.parent} does not exist", param_hint="'--plot'"
+        )
+    if plot is not None and "model" not in {a.strip() for a in agents.split(",")}:
+        raise click.UsageError("--plot needs the model agent (--agents ...,model)")
 
     root = ctx.find_root().obj or {}
     settings = settings_from(ctx)
@@ -119,6 +165,9 @@ def command(
         data_dir=data_dir,
         agents=agents,
         external="bootstrap_servers" in settings.model_fields_set,
+        scenario=scenario,
+        drift_at=drift_at,
+        partitions=partitions,
     )
     console = Console()
     try:
@@ -127,10 +176,24 @@ def command(
         click.echo("demo interrupted: the workers and the demo's Kafka are stopped", err=True)
         ctx.exit(130)
     click.echo(format_end_report(report))
+    failed = False
+    if plot is not None and report.drift is not None:
+        from streamproc.drift.plot import plot_drift_report
+
+        label = f"{options.scenario_label}, live demo, {partitions} partition(s)"
+        result = as_scenario_result(report.drift, label=label, seed=seed, events=events)
+        try:
+            plot_drift_report([result], str(plot))
+            click.echo(f"plot        written to {plot}")
+        except (OSError, ValueError) as exc:
+            click.echo(f"could not write the plot {plot}: {exc}", err=True)
+            failed = True
     if not report.audit.balanced:
         click.echo(
             "the books do not balance: some input records are neither valid, dead letters nor "
             f"duplicates (see the worker logs in {data_dir / 'logs'})",
             err=True,
         )
+        failed = True
+    if failed:
         ctx.exit(1)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 from rich.console import Console
@@ -22,7 +24,19 @@ from streamproc.produce import EventProducer
 from streamproc.simulate import SCENARIOS, Manifest, SimParams, simulate_events
 from streamproc.simulate.scenarios import SCENARIO_ALIASES, register_variant
 
-__all__ = ["command", "run_simulation"]
+__all__ = [
+    "SCENARIO_CHOICES",
+    "canonical_scenario",
+    "command",
+    "run_simulation",
+    "scenario_option",
+]
+
+#: ``--scenario`` choices of ``simulate`` and ``demo``: the registered scenarios and the names
+#: the README uses for the drift ones.
+SCENARIO_CHOICES = (*sorted(SCENARIOS), *sorted(SCENARIO_ALIASES))
+
+FC = TypeVar("FC", bound=Callable[..., object])
 
 #: The sender sleeps at most this often (seconds): small batches keep the rate accurate.
 _TICK_S = 0.005
@@ -95,6 +109,32 @@ def run_simulation(
         if manifest_path is not None:
             sim.manifest.write(manifest_path)
     return sim.manifest, producer, time.perf_counter() - started
+
+
+def scenario_option(default: str) -> Callable[[FC], FC]:
+    """The ``--scenario`` option, shared by ``simulate`` and ``demo``."""
+    aliases = ", ".join(f"{alias} = {name}" for alias, name in sorted(SCENARIO_ALIASES.items()))
+    return click.option(
+        "--scenario",
+        type=click.Choice(SCENARIO_CHOICES),
+        default=default,
+        show_default=True,
+        help=f"Ground-truth scenario: stationary, or a drift ({aliases}) starting at --drift-at.",
+    )
+
+
+def canonical_scenario(scenario: str, drift_at: int | None) -> str:
+    """The registered name of a ``--scenario`` value (an alias resolved).
+
+    Raises
+    ------
+    click.UsageError
+        If ``--drift-at`` is given with the stationary scenario.
+    """
+    name = SCENARIO_ALIASES.get(scenario, scenario)
+    if drift_at is not None and name == "stationary":
+        raise click.UsageError("--drift-at needs a drift scenario (--scenario abrupt, ...)")
+    return name
 
 
 def _summary(manifest: Manifest, producer: EventProducer, elapsed: float, rate: float = 0.0) -> str:
@@ -180,14 +220,7 @@ def _summary(manifest: Manifest, producer: EventProducer, elapsed: float, rate: 
     default=None,
     help="Write the manifest (invalid records, duplicates, truth) here.",
 )
-@click.option(
-    "--scenario",
-    type=click.Choice(sorted(SCENARIOS) + sorted(SCENARIO_ALIASES)),
-    default="stationary",
-    show_default=True,
-    help="Ground-truth scenario: stationary, or a drift (abrupt = taste_shift, gradual = "
-    "taste_drift, data-drift = throttled_cdn) starting at --drift-at.",
-)
+@scenario_option(default="stationary")
 @click.option(
     "--drift-at",
     type=click.IntRange(min=0),
@@ -222,10 +255,8 @@ def command(
     kinds and --duplicate-fraction re-sends some events, all listed in the --manifest.
     """
     settings = settings_from(ctx, producer_format=fmt)
-    scenario = SCENARIO_ALIASES.get(scenario, scenario)
+    scenario = canonical_scenario(scenario, drift_at)
     if drift_at is not None:
-        if scenario == "stationary":
-            raise click.UsageError("--drift-at needs a drift scenario (--scenario abrupt, ...)")
         scenario = register_variant(scenario, onset=drift_at)
     params = SimParams(
         n_events=n_events,

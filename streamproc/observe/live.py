@@ -7,11 +7,17 @@ sources, so the view keeps working when one of them is not there yet:
   and rates, minus the offsets the topics had when the demo started) and the consumer lag of
   the workers' group;
 - the dead-letter topic itself, tailed from the demo's start, for dead letters by reason;
+- the drift-signals topic, tailed from the demo's start: each detection and lifecycle action
+  (challenger started, promoted, rolled back, an operator's manual promote or rollback) as it
+  arrives (:class:`DriftEvent`);
 - each worker's ``/status.json`` (:mod:`streamproc.observe.server`), for duplicates, model
-  quality and drift signals.
+  quality (over the whole run and over the recent window), the version each partition serves
+  and the drift signal count.
 
 The rest of the module is pure formatting (:func:`summarise_status`, :func:`render_view`,
-:func:`format_status_line`), tested without a broker.
+:func:`format_status_line`, :func:`format_drift_line`), tested without a broker. The view
+fits a 100-column terminal; when stdout is not a terminal the demo prints plain lines
+instead (a status line every few seconds and one line per drift signal).
 """
 
 from __future__ import annotations
@@ -40,16 +46,24 @@ from streamproc.kafka.clients import client_config, quiet_client_logger
 from streamproc.kafka.lag import consumer_lag
 
 __all__ = [
+    "DRIFT_ROWS",
     "QUALITY_SHOWN",
     "ROLES",
+    "DriftEvent",
     "LivePoller",
     "LiveSnapshot",
     "WorkerFigures",
+    "drift_table",
     "end_offsets",
+    "format_action",
     "format_count",
+    "format_drift_line",
     "format_duplicates",
     "format_quality",
+    "format_recent_quality",
+    "format_served",
     "format_status_line",
+    "partition_end_offsets",
     "render_view",
     "summarise_status",
     "top_reasons",
@@ -65,6 +79,8 @@ QUALITY_SHOWN = (
     ("qoe", "mae", "qoe MAE"),
     ("affinity", "rmse", "affinity RMSE"),
 )
+#: Drift signals the live screen lists (the newest; the count of older ones is shown).
+DRIFT_ROWS = 8
 #: Rates are computed over this many seconds of snapshots.
 _RATE_WINDOW_S = 5.0
 _HTTP_TIMEOUT_S = 1.0
@@ -81,6 +97,9 @@ class WorkerFigures:
     predictions: dict[str, float] = field(default_factory=dict)
     quality: dict[tuple[str, str], float] = field(default_factory=dict)  # (model, metric)
     drift_signals: float = 0.0
+    served: dict[str, dict[int, int]] = field(default_factory=dict)  # model -> partition -> v
+    # (model, metric, version) -> the recent window's figure of that version
+    recent: dict[tuple[str, str, int], float] = field(default_factory=dict)
 
 
 def _version_rank(version: str) -> tuple[int, str]:
@@ -92,7 +111,8 @@ def summarise_status(docs: Sequence[Mapping[str, Any] | None]) -> WorkerFigures:
 
     Counters are summed; a model-quality figure is the mean over the workers that report it,
     for the newest model version, over the whole run (``window="all"``) when reported, else the
-    recent window.
+    recent window. ``served`` is the version each partition serves (``model_versions``), and
+    ``recent`` the recent-window figure of each version, averaged over the workers.
 
     Examples
     --------
@@ -107,6 +127,8 @@ def summarise_status(docs: Sequence[Mapping[str, Any] | None]) -> WorkerFigures:
     predictions: dict[str, float] = {}
     duplicates = drift = 0.0
     quality: dict[tuple[str, str], list[float]] = {}
+    recent: dict[tuple[str, str, int], list[float]] = {}
+    served: dict[str, dict[int, int]] = {}
     answering = 0
     for doc in docs:
         if doc is None:
@@ -126,8 +148,17 @@ def summarise_status(docs: Sequence[Mapping[str, Any] | None]) -> WorkerFigures:
             rank = (_version_rank(str(q.get("version", ""))), int(q.get("window") == "all"))
             if key not in best or rank > best[key][:2]:
                 best[key] = (*rank, float(q["value"]))
+            if q.get("window") == "recent" and str(q.get("version", "")).isdigit():
+                rkey = (str(q["model"]), str(q["metric"]), int(q["version"]))
+                recent.setdefault(rkey, []).append(float(q["value"]))
         for key, (_, _, value) in best.items():
             quality.setdefault(key, []).append(value)
+        for row in doc.get("model_versions") or []:
+            try:
+                model, partition, version = str(row["model"]), int(row["partition"]), row["version"]
+                served.setdefault(model, {})[partition] = int(version)
+            except (KeyError, TypeError, ValueError):
+                continue
     return WorkerFigures(
         answering=answering,
         expected=len(docs),
@@ -136,7 +167,25 @@ def summarise_status(docs: Sequence[Mapping[str, Any] | None]) -> WorkerFigures:
         predictions=predictions,
         quality={k: sum(v) / len(v) for k, v in quality.items()},
         drift_signals=drift,
+        served=served,
+        recent={k: sum(v) / len(v) for k, v in recent.items()},
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DriftEvent:
+    """A DriftSignal read from the drift-signals topic, and when the view saw it."""
+
+    seen_s: float  # seconds since the demo started
+    signal: dict[str, Any]
+
+    @property
+    def what(self) -> str:
+        """``kind/detector[/feature]``, e.g. ``data/psi/rtt_ms`` or ``lifecycle/response``."""
+        s = self.signal
+        return f"{s.get('kind')}/{s.get('detector')}" + (
+            f"/{s['feature']}" if s.get("feature") else ""
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +203,7 @@ class LiveSnapshot:
     workers: WorkerFigures
     urls: tuple[str, ...]  # each worker's base URL
     model_running: bool = True
+    drift: tuple[DriftEvent, ...] = ()  # the run's drift signals so far, in arrival order
 
 
 def format_count(value: float | None) -> str:
@@ -193,6 +243,129 @@ def format_quality(figures: WorkerFigures, *, model_running: bool = True) -> str
         value = figures.quality.get((model, metric))
         parts.append(f"{label} {'warming up' if value is None else f'{value:.4f}'}")
     return " · ".join(parts)
+
+
+def format_served(figures: WorkerFigures) -> str:
+    """The version each model serves, per partition when they differ.
+
+    >>> format_served(WorkerFigures(served={"qoe": {0: 2, 1: 1}, "engagement": {0: 1, 1: 1}}))
+    'engagement v1 · qoe v2 p0, v1 p1'
+    >>> format_served(WorkerFigures())
+    '-'
+    """
+    parts = []
+    for model in sorted(figures.served, key=_model_order):
+        by_partition = figures.served[model]
+        versions = set(by_partition.values())
+        if len(versions) == 1:
+            parts.append(f"{model} v{versions.pop()}")
+        else:
+            parts.append(
+                f"{model} " + ", ".join(f"v{v} p{p}" for p, v in sorted(by_partition.items()))
+            )
+    return " · ".join(parts) or "-"
+
+
+def _model_order(model: str) -> tuple[int, str]:
+    shown = [m for m, _, _ in QUALITY_SHOWN]
+    return (shown.index(model) if model in shown else len(shown), model)
+
+
+def format_recent_quality(figures: WorkerFigures) -> str:
+    """The recent-window quality of the versions being served, per model.
+
+    A version no partition serves any more is left out (its gauge keeps its last value).
+
+    >>> figures = WorkerFigures(served={"qoe": {0: 2, 1: 1}},
+    ...                         recent={("qoe", "mae", 1): 0.0141, ("qoe", "mae", 2): 0.0102})
+    >>> format_recent_quality(figures)
+    'qoe MAE v1 0.0141, v2 0.0102'
+    """
+    parts = []
+    for model, metric, label in QUALITY_SHOWN:
+        serving = set(figures.served.get(model, {}).values())
+        values = sorted(
+            (v, value)
+            for (m, k, v), value in figures.recent.items()
+            if m == model and k == metric and (not serving or v in serving)
+        )
+        if values:
+            parts.append(f"{label} " + ", ".join(f"v{v} {value:.4f}" for v, value in values))
+    return " · ".join(parts) or "warming up"
+
+
+def format_action(signal: Mapping[str, Any]) -> str:
+    """What a drift signal did: ``-`` for a detection alone, else its action or event.
+
+    >>> format_action({"action": "none", "kind": "label"})
+    '-'
+    >>> format_action({"action": "none", "kind": "lifecycle",
+    ...                "details": {"event": "challenger_retired"}})
+    'challenger_retired'
+    >>> format_action({"action": "promoted", "kind": "lifecycle"})
+    'promoted'
+    """
+    action = str(signal.get("action") or "none")
+    if action != "none":
+        return action
+    details = signal.get("details")
+    event = details.get("event") if isinstance(details, Mapping) else None
+    return str(event) if event else "-"
+
+
+def format_drift_line(event: DriftEvent) -> str:
+    """One drift signal as a plain line (when stdout is not a terminal).
+
+    >>> format_drift_line(DriftEvent(41.2, {"partition": 0, "model": "qoe", "model_version": 1,
+    ...     "kind": "label", "detector": "adwin", "feature": None, "severity": "drift",
+    ...     "action": "none", "input_offset": 22233}))
+    '[41s] drift signal p0 qoe v1: label/adwin drift, action -, valid offset 22,233'
+    """
+    s = event.signal
+    partition = s.get("partition")
+    where = "all partitions" if partition is None else f"p{partition}"
+    offset = s.get("input_offset")
+    return (
+        f"[{event.seen_s:.0f}s] drift signal {where} {s.get('model')} v{s.get('model_version')}: "
+        f"{event.what} {s.get('severity')}, action {format_action(s)}"
+        + ("" if offset is None else f", valid offset {offset:,}")
+    )
+
+
+_ACTION_STYLE = {
+    "challenger_started": "yellow",
+    "promoted": "bold green",
+    "rolled_back": "bold red",
+    "manual_promote": "bold green",
+    "manual_rollback": "bold red",
+}
+
+
+def drift_table(events: Sequence[DriftEvent], rows: int = DRIFT_ROWS) -> RenderableType:
+    """The newest ``rows`` drift signals: when seen, partition, model, what, action, version."""
+    table = Table(box=None, pad_edge=False, expand=False)
+    table.add_column("seen", justify="right")
+    for name in ("part", "model", "signal", "action"):
+        table.add_column(name)
+    table.add_column("version")
+    shown = list(events)[-rows:]
+    for event in shown:
+        s = event.signal
+        action = format_action(s)
+        style = _ACTION_STYLE.get(action, "cyan" if s.get("kind") != "lifecycle" else "")
+        partition = s.get("partition")
+        table.add_row(
+            f"{event.seen_s:.0f}s",
+            "all" if partition is None else f"p{partition}",
+            str(s.get("model")),
+            event.what,
+            f"[{style}]{action}[/]" if style else action,
+            f"v{s.get('model_version')}",
+        )
+    older = len(events) - len(shown)
+    if older:
+        return Group(f"[dim]{older} earlier signal(s) not shown[/]", table)
+    return table
 
 
 def format_duplicates(snap: LiveSnapshot) -> str:
@@ -242,8 +415,11 @@ def format_status_line(snap: LiveSnapshot) -> str:
     )
 
 
-def render_view(snap: LiveSnapshot, topics: Mapping[str, str]) -> RenderableType:
-    """The live screen: flow per topic, dead letters, duplicates, models, endpoints."""
+def render_view(
+    snap: LiveSnapshot, topics: Mapping[str, str], *, drift_rows: int = DRIFT_ROWS
+) -> RenderableType:
+    """The live screen: flow per topic, dead letters, duplicates, models, endpoints, and the
+    newest ``drift_rows`` drift signals."""
     flow = Table(box=None, pad_edge=False, expand=False)
     flow.add_column("topic")
     flow.add_column("records", justify="right")
@@ -270,13 +446,20 @@ def render_view(snap: LiveSnapshot, topics: Mapping[str, str]) -> RenderableType
     predicted = format_count(snap.counts.get("predictions"))
     facts.add_row("predictions", predicted if snap.model_running else "model agent not running")
     facts.add_row("model quality", format_quality(snap.workers, model_running=snap.model_running))
-    facts.add_row("drift signals", format_count(snap.workers.drift_signals))
+    if snap.model_running:
+        facts.add_row("recent quality", format_recent_quality(snap.workers))
+        facts.add_row("serving", format_served(snap.workers))
+    signals = len(snap.drift) or snap.workers.drift_signals
+    facts.add_row("drift signals", format_count(signals) if signals else "none yet")
     answering = f"{snap.workers.answering}/{snap.workers.expected} answering"
     facts.add_row("workers", answering)
     for url in snap.urls:
         facts.add_row("", f"{url}/status  {url}/metrics")
+    parts: list[RenderableType] = [flow, "", facts]
+    if snap.drift:
+        parts += ["", drift_table(snap.drift, drift_rows)]
     title = f"streamproc demo · {snap.phase} · {snap.elapsed_s:.0f} s"
-    return Panel(Group(flow, "", facts), title=title, title_align="left", expand=False)
+    return Panel(Group(*parts), title=title, title_align="left", expand=False)
 
 
 # --- gathering -------------------------------------------------------------------------------
@@ -286,6 +469,20 @@ def end_offsets(
     settings: Settings, topics: Sequence[str], *, timeout: float = 10.0
 ) -> dict[str, int]:
     """Sum over partitions of each topic's end offset (records ever written, for a delete topic).
+
+    Raises
+    ------
+    StreamprocError
+        If a topic does not exist or the broker does not answer within ``timeout`` s.
+    """
+    ends = partition_end_offsets(settings, topics, timeout=timeout)
+    return {topic: sum(ends[topic].values()) for topic in topics}
+
+
+def partition_end_offsets(
+    settings: Settings, topics: Sequence[str], *, timeout: float = 10.0
+) -> dict[str, dict[int, int]]:
+    """Topic -> partition -> end offset.
 
     Raises
     ------
@@ -310,7 +507,7 @@ def end_offsets(
 
 def _end_offsets(
     admin: AdminClient, settings: Settings, topics: Sequence[str], timeout: float
-) -> dict[str, int]:
+) -> dict[str, dict[int, int]]:
     metadata = admin.list_topics(timeout=timeout)
     specs = {}
     for topic in topics:
@@ -318,10 +515,10 @@ def _end_offsets(
         if tmeta is None or tmeta.error is not None:
             raise StreamprocError(f"topic {topic!r} does not exist at {settings.bootstrap_servers}")
         specs.update({TopicPartition(topic, p): OffsetSpec.latest() for p in tmeta.partitions})
-    totals = dict.fromkeys(topics, 0)
+    ends: dict[str, dict[int, int]] = {topic: {} for topic in topics}
     for tp, future in admin.list_offsets(specs, request_timeout=timeout).items():
-        totals[tp.topic] += future.result().offset
-    return totals
+        ends[tp.topic][tp.partition] = future.result().offset
+    return ends
 
 
 def _fetch_json(url: str) -> dict[str, Any] | None:
@@ -374,15 +571,20 @@ class LivePoller:
         self._history: deque[tuple[float, dict[str, int]]] = deque()
         self._dead: Counter[str] = Counter()
         self._dlq: Consumer | None = None
+        self._drift_tail: Consumer | None = None
+        self._drift: list[DriftEvent] = []
         self._schemas = load_schemas(settings.schemas_path)
         self._lock = threading.Lock()
+        self._tail_lock = threading.Lock()
         self._latest: LiveSnapshot | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="streamproc-demo-view", daemon=True)
 
     def start(self) -> LivePoller:
-        """Start tailing the dead-letter topic at its current end, then poll in the thread."""
-        self._open_dlq()
+        """Start tailing the dead-letter (and drift-signals) topic at its end, then poll."""
+        self._dlq = self._open_tail(self.settings.topic_dlq, "dead-letter")
+        if self.model_running:
+            self._drift_tail = self._open_tail(self.settings.topic_drift, "drift-signals")
         self._thread.start()
         return self
 
@@ -390,9 +592,10 @@ class LivePoller:
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout=15)
-        if self._dlq is not None:
-            self._dlq.close()
-            self._dlq = None
+        for consumer in (self._dlq, self._drift_tail):
+            if consumer is not None:
+                consumer.close()
+        self._dlq = self._drift_tail = None
 
     @property
     def latest(self) -> LiveSnapshot:
@@ -415,6 +618,7 @@ class LivePoller:
             WorkerFigures(expected=len(self.urls)),
             self.urls,
             self.model_running,
+            tuple(self._drift),
         )
 
     def _run(self) -> None:
@@ -452,7 +656,9 @@ class LivePoller:
             lag = {r: by_topic.get(topics[r], 0) for r in self.lag_roles}
         except StreamprocError:
             pass
-        self._tail_dlq()
+        with self._tail_lock:  # the demo polls once more itself at the end
+            self._tail_dlq()
+            self._tail_drift(now - self._started)
         docs = [_fetch_json(f"{url}/status.json") for url in self.urls]
         snap = LiveSnapshot(
             now,
@@ -466,13 +672,14 @@ class LivePoller:
             summarise_status(docs),
             self.urls,
             self.model_running,
+            tuple(self._drift),
         )
         with self._lock:
             self._latest = snap
         return snap
 
-    def _open_dlq(self) -> None:
-        topic = self.settings.topic_dlq
+    def _open_tail(self, topic: str, what: str) -> Consumer:
+        """A consumer of ``topic`` assigned at the end of each partition (no group offsets)."""
         consumer = Consumer(
             client_config(
                 self.settings, **{"group.id": "streamproc-demo-view", "enable.auto.commit": False}
@@ -488,13 +695,13 @@ class LivePoller:
         except (KafkaException, KeyError) as exc:
             consumer.close()
             raise StreamprocError(
-                f"cannot tail the dead-letter topic {topic!r} at "
+                f"cannot tail the {what} topic {topic!r} at "
                 f"{self.settings.bootstrap_servers}: {exc}"
             ) from exc
         consumer.assign(
             [TopicPartition(topic, p, end) for p, end in zip(partitions, ends, strict=True)]
         )
-        self._dlq = consumer
+        return consumer
 
     def _tail_dlq(self) -> None:
         """Count the reasons of the dead letters written since the poller started."""
@@ -508,3 +715,16 @@ class LivePoller:
             except StreamprocError:
                 continue
             self._dead[str(letter.get("reason"))] += 1
+
+    def _tail_drift(self, seen_s: float) -> None:
+        """Keep the drift signals written since the poller started, in arrival order."""
+        if self._drift_tail is None:
+            return
+        for msg in self._drift_tail.consume(1000, 0.2):
+            if msg.error() is not None:
+                continue
+            try:
+                _, signal = decode_record(msg.value() or b"", self._schemas)
+            except StreamprocError:
+                continue
+            self._drift.append(DriftEvent(seen_s, signal))

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import threading
+import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from rich.console import Console
 
+from streamproc import demo
 from streamproc.audit import IngestAudit
 from streamproc.config import load_settings
 from streamproc.demo import DemoReport, demo_snapshot_keys, format_end_report
 from streamproc.dlq import DlqSummary
+from streamproc.drift.observed import build_drift_run
 from streamproc.errors import StreamprocError
 from streamproc.observe.live import (
+    DRIFT_ROWS,
+    DriftEvent,
     LiveSnapshot,
     WorkerFigures,
+    drift_table,
+    format_action,
+    format_drift_line,
     format_duplicates,
     format_quality,
+    format_recent_quality,
+    format_served,
     format_status_line,
     render_view,
     summarise_status,
@@ -220,3 +233,193 @@ def test_end_report_says_how_to_stop_what_keeps_running() -> None:
     assert format_end_report(report).endswith(
         "left running Kafka: stop it with `streamproc kafka stop --data-dir d`"
     )
+
+
+# --- drift in the live view and the end report ---------------------------------------------
+
+
+def _signal(**overrides: Any) -> dict[str, Any]:
+    signal: dict[str, Any] = {
+        "partition": 0,
+        "model": "qoe",
+        "model_version": 1,
+        "kind": "label",
+        "detector": "adwin",
+        "feature": None,
+        "severity": "drift",
+        "action": "none",
+        "input_offset": 22_233,
+        "details": {},
+    }
+    signal.update(overrides)
+    return signal
+
+
+DRIFT = (
+    DriftEvent(17.2, _signal(model="engagement", kind="data", detector="psi",
+                             feature="bandwidth_kbps", input_offset=17_999)),
+    DriftEvent(21.0, _signal()),
+    DriftEvent(21.0, _signal(kind="lifecycle", detector="response", severity="warning",
+                             action="challenger_started")),
+    DriftEvent(27.4, _signal(kind="lifecycle", detector="response", action="promoted",
+                             model_version=2, input_offset=28_811)),
+    DriftEvent(31.0, _signal(partition=None, kind="lifecycle", detector="manual",
+                             action="manual_rollback", input_offset=None)),
+)  # fmt: skip
+
+
+def test_summarise_status_reads_served_versions_and_recent_quality() -> None:
+    doc = _status(
+        model_versions=[
+            {"model": "qoe", "partition": 0, "version": 2.0},
+            {"model": "qoe", "partition": 1, "version": 1.0},
+        ],
+        model_quality=[
+            {"model": "qoe", "version": "1", "metric": "mae", "window": "recent", "value": 0.02},
+            {"model": "qoe", "version": "2", "metric": "mae", "window": "recent", "value": 0.01},
+            {"model": "qoe", "version": "2", "metric": "mae", "window": "all", "value": 0.03},
+        ],
+    )
+    figures = summarise_status([doc, None])
+    assert figures.served == {"qoe": {0: 2, 1: 1}}
+    assert figures.recent == {("qoe", "mae", 1): 0.02, ("qoe", "mae", 2): 0.01}
+    assert format_served(figures) == "qoe v2 p0, v1 p1"
+    assert format_recent_quality(figures) == "qoe MAE v1 0.0200, v2 0.0100"
+
+
+def test_recent_quality_leaves_out_versions_no_partition_serves() -> None:
+    figures = WorkerFigures(
+        answering=1,
+        served={"qoe": {0: 2}, "engagement": {0: 1}},
+        recent={
+            ("qoe", "mae", 1): 0.02,
+            ("qoe", "mae", 2): 0.01,
+            ("engagement", "roc_auc", 1): 0.7,
+        },
+    )
+    assert format_recent_quality(figures) == "engagement ROC AUC v1 0.7000 · qoe MAE v2 0.0100"
+    assert format_served(figures) == "engagement v1 · qoe v2"
+    assert format_recent_quality(WorkerFigures()) == "warming up"
+
+
+def test_drift_line_is_plain_and_names_partition_model_action_and_version() -> None:
+    lines = [format_drift_line(e) for e in DRIFT]
+    assert lines[0] == (
+        "[17s] drift signal p0 engagement v1: data/psi/bandwidth_kbps drift, action -, "
+        "valid offset 17,999"
+    )
+    assert "p0 qoe v1: lifecycle/response warning, action challenger_started" in lines[2]
+    assert "p0 qoe v2: lifecycle/response drift, action promoted, valid offset 28,811" in lines[3]
+    assert lines[4].endswith(
+        "all partitions qoe v1: lifecycle/manual drift, action manual_rollback"
+    )
+    retired = _signal(
+        kind="lifecycle", detector="response", details={"event": "challenger_retired"}
+    )
+    assert format_action(retired) == "challenger_retired"
+    assert all("\x1b" not in line and "\n" not in line for line in lines)
+
+
+def _text(renderable: Any, width: int = 200) -> list[str]:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(renderable)
+    return [line.rstrip() for line in console.export_text().splitlines()]
+
+
+def test_render_view_lists_drift_signals_as_they_arrive_within_100_columns() -> None:
+    figures = WorkerFigures(
+        answering=1,
+        expected=1,
+        served={"engagement": {0: 1}, "qoe": {0: 2}},
+        recent={("qoe", "mae", 2): 0.0149},
+    )
+    lines = _text(render_view(_snap(drift=DRIFT, workers=figures), load_settings().topics))
+    assert max(map(len, lines)) <= 100, max(lines, key=len)
+    text = "\n".join(lines)
+    assert "serving         engagement v1 · qoe v2" in text
+    assert "recent quality  qoe MAE v2 0.0149" in text
+    assert "drift signals   5" in text
+    rows = [
+        line.split() for line in lines if "lifecycle/" in line or "/adwin" in line or "/psi" in line
+    ]
+    assert rows == [
+        ["│", "17s", "p0", "engagement", "data/psi/bandwidth_kbps", "-", "v1", "│"],
+        ["│", "21s", "p0", "qoe", "label/adwin", "-", "v1", "│"],
+        ["│", "21s", "p0", "qoe", "lifecycle/response", "challenger_started", "v1", "│"],
+        ["│", "27s", "p0", "qoe", "lifecycle/response", "promoted", "v2", "│"],
+        ["│", "31s", "all", "qoe", "lifecycle/manual", "manual_rollback", "v1", "│"],
+    ]
+
+
+def test_render_view_keeps_the_newest_drift_signals() -> None:
+    many = tuple(DriftEvent(float(i), _signal(input_offset=i)) for i in range(DRIFT_ROWS + 3))
+    text = "\n".join(_text(drift_table(many)))
+    assert "3 earlier signal(s) not shown" in text
+    assert f"{DRIFT_ROWS + 2}s" in text and "\n   0s" not in text
+    assert "none yet" in "\n".join(_text(render_view(_snap(), load_settings().topics)))
+    short = "\n".join(_text(render_view(_snap(drift=DRIFT), load_settings().topics, drift_rows=2)))
+    assert "3 earlier signal(s) not shown" in short and "manual_rollback" in short
+
+
+class _Poller:
+    """What ``_watch`` reads of a LivePoller: snapshots handed out one per step."""
+
+    def __init__(self, snaps: list[LiveSnapshot]) -> None:
+        self.settings = load_settings()
+        self.lag_roles = ("input", "valid")
+        self.published = 0
+        self.phase = "publishing"
+        self._snaps = snaps
+
+    @property
+    def latest(self) -> LiveSnapshot:
+        return self._snaps.pop(0) if len(self._snaps) > 1 else self._snaps[0]
+
+
+def test_without_a_terminal_the_demo_prints_each_drift_signal_once_as_a_plain_line() -> None:
+    now = time.monotonic()
+    publisher = SimpleNamespace(finished=threading.Event(), finished_at=now, error=None, sent=100)
+    publisher.finished.set()
+    caught_up = {"input": 0, "valid": 0}
+    snaps = [
+        _snap(drift=DRIFT[:2], taken_at=now - 1.0),  # before the last record: not done
+        _snap(drift=DRIFT[:4], lag=caught_up, taken_at=now + 1.0),
+    ]
+    final = _snap(drift=DRIFT, lag=caught_up, phase="caught up", taken_at=now + 2.0)
+    out = io.StringIO()
+    console = Console(file=out, width=100)
+    assert not console.is_terminal
+    settings = load_settings()
+    result = demo._watch(
+        console,
+        _Poller(snaps),  # type: ignore[arg-type]
+        publisher,  # type: ignore[arg-type]
+        [],
+        [settings.topic_input, settings.topic_valid],
+        demo.DemoOptions(),
+        lambda: final,
+    )
+    assert result is final
+    text = out.getvalue()
+    assert "\x1b" not in text  # no cursor control, no colour
+    drift_lines = [line for line in text.splitlines() if "drift signal" in line]
+    assert drift_lines == [format_drift_line(e) for e in DRIFT]
+    assert text.rstrip().splitlines()[-1].startswith("[7s] caught up:")
+
+
+def test_end_report_ends_with_the_drift_report() -> None:
+    run = build_drift_run(
+        scenario="throttled_cdn",
+        onset_index=2,
+        published=["a", "b", "c", "d"],
+        sessions=[],
+        valid=[],
+        signals=[],
+    )
+    text = format_end_report(_report(drift=run, scenario_label="data-drift (throttled_cdn)"))
+    head, _, tail = text.partition("\n\n== Drift report ==\n")
+    assert "balanced    yes" in head and "drift       0 signals (see the drift report)" in head
+    assert tail.startswith("scenario    data-drift (throttled_cdn); onset index 2")
+    assert "NO drift signal after the onset" in tail
+    without = format_end_report(_report(model_running=False))
+    assert without.endswith("== Drift report ==\nnot available: the model agent did not run")
