@@ -103,11 +103,20 @@ def consumer_lag(
     with_seconds: bool = True,
     timeout: float = 10.0,
     clients: LagClients | None = None,
+    with_owners: bool = True,
 ) -> list[PartitionLag]:
     """Lag of ``group`` on every partition it has committed on (or of ``topics``, if given).
 
     ``clients``: kept-open clients for repeated measurements (of the same ``group``).
+    ``with_owners=False`` (``topics`` needed): leave ``member`` unset and ask only a
+    consumer, no admin client (the workers' own monitor: it knows its partitions, and the
+    admin client's offset and group requests have crashed the process inside librdkafka
+    2.16 while the broker restarted).
     """
+    if not with_owners:
+        if topics is None:
+            raise ValueError("consumer_lag(with_owners=False) needs the topics")
+        return _lag_from_consumer(settings, group, topics, with_seconds, timeout, clients)
     admin = clients.admin if clients is not None else _admin(settings)
     deadline = time.monotonic() + timeout
     while True:
@@ -177,6 +186,61 @@ def consumer_lag(
     except (KafkaException, concurrent.futures.TimeoutError) as exc:
         raise KafkaError(f"cannot read the log-end offsets: {exc}") from exc
 
+    return _rows(settings, group, wanted, committed, starts, ends, owners, with_seconds, timeout)
+
+
+def _lag_from_consumer(
+    settings: Settings,
+    group: str,
+    topics: list[str],
+    with_seconds: bool,
+    timeout: float,
+    clients: LagClients | None,
+) -> list[PartitionLag]:
+    """:func:`consumer_lag` through one consumer: metadata, committed offsets, watermarks."""
+    consumer = clients.consumer if clients is not None else _offsets_consumer(settings, group)
+    try:
+        metadata = consumer.list_topics(timeout=timeout)
+        partitions: list[tuple[str, int]] = []
+        for topic in topics:
+            tmeta = metadata.topics.get(topic)
+            if tmeta is None or tmeta.error is not None:
+                raise KafkaError(f"topic {topic!r} does not exist")
+            partitions.extend((topic, p) for p in sorted(tmeta.partitions))
+        result = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
+        committed = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in result
+            if tp.error is None and tp.offset >= 0
+        }
+        starts: dict[tuple[str, int], int] = {}
+        ends: dict[tuple[str, int], int] = {}
+        for topic, partition in partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout, cached=False
+            )
+            starts[(topic, partition)], ends[(topic, partition)] = low, high
+    except KafkaException as exc:
+        raise KafkaError(f"cannot read the offsets of group {group!r}: {exc}") from exc
+    finally:
+        if clients is None:
+            consumer.close()
+    return _rows(
+        settings, group, set(partitions), committed, starts, ends, {}, with_seconds, timeout
+    )
+
+
+def _rows(
+    settings: Settings,
+    group: str,
+    wanted: set[tuple[str, int]],
+    committed: dict[tuple[str, int], int],
+    starts: dict[tuple[str, int], int],
+    ends: dict[tuple[str, int], int],
+    owners: dict[tuple[str, int], str],
+    with_seconds: bool,
+    timeout: float,
+) -> list[PartitionLag]:
     ages: dict[tuple[str, int], float] = {}
     if with_seconds:
         behind = {

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from streamproc.config import Settings
 from streamproc.kafka.clients import client_config
-from streamproc.kafka.lag import PartitionLag, consumer_lag
+from streamproc.kafka.lag import LagClients, PartitionLag, consumer_lag
 from streamproc.kafka.launcher import find_free_ports
 from streamproc.kafka.runtime import run_kafka_tool
 from streamproc.kafka.topics import ensure_topics
@@ -197,6 +197,16 @@ def test_lag_agrees_with_kafka_consumer_groups(make_settings: SettingsFactory) -
     expected = {p: (committed[p], produced[p], produced[p] - committed[p]) for p in produced}
 
     ours = _from_rows(consumer_lag(settings, group, topics=[topic]), topic)
+    # The workers' own monitor: one consumer, no admin client, no owners.
+    clients = LagClients(settings, group)
+    try:
+        rows = consumer_lag(settings, group, topics=[topic], clients=clients, with_owners=False)
+        again = consumer_lag(settings, group, topics=[topic], clients=clients, with_owners=False)
+    finally:
+        clients.close()
+    assert _from_rows(rows, topic) == _from_rows(again, topic) == ours
+    assert all(r.member is None for r in rows)
+    assert clients._admin is None, "the monitor's path opened an admin client"
 
     env = {**os.environ, **settings.to_env()}
     cli = subprocess.run(
