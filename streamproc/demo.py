@@ -81,6 +81,7 @@ from streamproc.registry.signing import parse_keys
 from streamproc.registry.store import SnapshotInfo, list_snapshot_infos
 from streamproc.simulate import Manifest, SimParams, simulate_events
 from streamproc.simulate.scenarios import SCENARIO_ALIASES, register_variant
+from streamproc.simulate.stream import sessions_per_minute_for
 from streamproc.workers import WorkerProcess, wait_for_catch_up
 
 __all__ = [
@@ -102,11 +103,9 @@ DEFAULT_ONSET_FRACTION = 0.4
 #: The demo's world (see the module docstring).
 DEMO_USERS = 400
 DEMO_TITLES = 120
+#: Sessions a simulated minute (more for very long runs, so that no event is old enough for
+#: the ingest's event_time_past rule).
 DEMO_SESSIONS_PER_MINUTE = 2.0
-#: Longest simulated timeline, in minutes: more sessions a minute for very long runs, so
-#: that no event is old enough for the ingest's event_time_past rule.
-_MAX_TIMELINE_MIN = 6 * 24 * 60
-_MEAN_EVENTS_PER_SESSION = 8.0
 #: Engagement labels per window of the plot's AUC curves.
 _AUC_WINDOW = 500
 
@@ -165,10 +164,6 @@ class DemoOptions:
         scenario = (
             "stationary" if onset is None else register_variant(self.scenario_name, onset=onset)
         )
-        per_minute = max(
-            DEMO_SESSIONS_PER_MINUTE,
-            self.events / _MEAN_EVENTS_PER_SESSION / _MAX_TIMELINE_MIN,
-        )
         return SimParams(
             n_events=self.events,
             n_users=DEMO_USERS,
@@ -178,7 +173,9 @@ class DemoOptions:
             invalid_fraction=self.invalid_fraction,
             duplicate_fraction=self.duplicate_fraction,
             scenario=scenario,
-            sessions_per_minute=per_minute,
+            sessions_per_minute=sessions_per_minute_for(
+                self.events, at_least=DEMO_SESSIONS_PER_MINUTE
+            ),
         )
 
 

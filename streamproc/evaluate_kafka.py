@@ -10,7 +10,6 @@ unless asked to keep them.
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,54 +17,16 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from streamproc.config import Settings, prefixed
-from streamproc.errors import KafkaError, StreamprocError
+from streamproc.errors import StreamprocError
 from streamproc.kafka.clients import wait_for_broker
-from streamproc.kafka.lag import consumer_lag
 from streamproc.kafka.topics import delete_topics, ensure_topics
 from streamproc.learning.evaluate import EvaluationParams
 from streamproc.learning.served import ServedQuality, served_quality
 from streamproc.produce import EventProducer
-from streamproc.simulate import SimParams, simulate_events
-from streamproc.workers import WorkerProcess
+from streamproc.simulate import simulate_events
+from streamproc.workers import WorkerProcess, wait_for_catch_up
 
 __all__ = ["evaluate_through_kafka"]
-
-#: Seconds between two progress lines while the workers catch up.
-PROGRESS_EVERY_S = 15.0
-
-
-def _wait_processed(
-    settings: Settings,
-    workers: list[WorkerProcess],
-    timeout: float,
-    say: Callable[[str], None],
-) -> float:
-    """Wait until the group has no lag on the input and valid topics; the seconds it took."""
-    started = last = time.monotonic()
-    topics = [settings.topic_input, settings.topic_valid]
-    while True:
-        for worker in workers:
-            if not worker.alive():
-                raise StreamprocError(
-                    f"worker {worker.pid} exited ({worker.log_path}):\n{worker.log_tail()}"
-                )
-        try:
-            rows = consumer_lag(settings, settings.app_id, topics=topics, with_seconds=False)
-        except KafkaError:
-            rows = []  # e.g. the group coordinator is still loading: ask again
-        behind = sum(r.lag for r in rows)
-        now = time.monotonic()
-        if rows and behind == 0:
-            return now - started
-        if now - last >= PROGRESS_EVERY_S:
-            say(f"workers {behind:,} records behind ({now - started:.0f} s)")
-            last = now
-        if now - started > timeout:
-            raise StreamprocError(
-                f"the workers are still {behind:,} records behind after {timeout:.0f} s; "
-                f"their logs: {', '.join(str(w.log_path) for w in workers)}"
-            )
-        time.sleep(1.0)
 
 
 def evaluate_through_kafka(
@@ -132,16 +93,7 @@ def _run(
     try:
         for i in range(1, workers + 1):
             procs.append(WorkerProcess(run, log_dir / f"{prefix}-{i}.log").start())
-        simulation = simulate_events(
-            SimParams(
-                n_events=params.n_events,
-                n_users=params.n_users,
-                n_titles=params.n_titles,
-                seed=params.seed,
-                fmt="avro",
-            ),
-            run,
-        )
+        simulation = simulate_events(params.sim_params(fmt="avro"), run)
         tell(f"publishing {params.n_events:,} simulated events to {run.topic_input}")
         published = 0
         with EventProducer(run) as producer:
@@ -153,7 +105,15 @@ def _run(
             left = producer.flush(120.0)
         if left:
             raise StreamprocError(f"{left} input records were not acknowledged by Kafka")
-        took = _wait_processed(run, procs, timeout_s or 300.0 + params.n_events / 500.0, tell)
+        took = wait_for_catch_up(
+            run,
+            [run.topic_input, run.topic_valid],
+            timeout=timeout_s or 300.0 + params.n_events / 500.0,
+            workers=procs,
+            progress=lambda behind, waited: tell(
+                f"workers {behind:,} records behind ({waited:.0f} s)"
+            ),
+        )
         tell(f"{published:,} records processed {took:.0f} s after the last was published")
     finally:
         for proc in procs:

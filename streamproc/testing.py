@@ -5,11 +5,15 @@ from __future__ import annotations
 import copy
 import time
 import uuid
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from streamproc.records import ViewingEvent
 
-__all__ = ["make_viewing_event"]
+if TYPE_CHECKING:
+    from streamproc.config import Settings
+    from streamproc.simulate import Simulation
+
+__all__ = ["make_viewing_event", "small_world_stream"]
 
 _BASE: dict[str, Any] = {
     "event_id": "00000000-0000-0000-0000-000000000001",
@@ -55,3 +59,21 @@ def make_viewing_event(**overrides: Any) -> ViewingEvent:
     event["event_time"] = int(time.time() * 1000)
     event.update(overrides)
     return cast(ViewingEvent, event)
+
+
+def small_world_stream(settings: Settings, n: int, seed: int) -> Simulation:
+    """``n`` simulated records of a small world (400 users, 120 titles) with 3 % invalid
+    records and 1 % duplicates: the stream the pipeline's integration tests publish."""
+    from streamproc.simulate import SimParams, simulate_events
+
+    return simulate_events(
+        SimParams(
+            n_events=n,
+            n_users=400,
+            n_titles=120,
+            seed=seed,
+            invalid_fraction=0.03,
+            duplicate_fraction=0.01,
+        ),
+        settings,
+    )

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from streamproc.config import Settings
@@ -104,15 +105,19 @@ def wait_for_catch_up(
     timeout: float = 180.0,
     workers: list[WorkerProcess] | None = None,
     group: str | None = None,
+    progress: Callable[[int, float], None] | None = None,
+    progress_every_s: float = 15.0,
 ) -> float:
     """Wait until the worker group's lag on ``topics`` is 0; return the seconds it took.
+
+    ``progress(records behind, seconds waited)`` is called every ``progress_every_s``.
 
     Raises
     ------
     StreamprocError
         On timeout, or when a worker in ``workers`` died (with the tail of its log).
     """
-    started = time.monotonic()
+    started = last = time.monotonic()
     group = group or settings.app_id
     while True:
         for worker in workers or []:
@@ -126,9 +131,13 @@ def wait_for_catch_up(
             rows = []  # e.g. the group coordinator is still loading: ask again
         if rows and all(r.lag == 0 for r in rows):
             return time.monotonic() - started
-        if time.monotonic() - started > timeout:
+        now = time.monotonic()
+        if now - started > timeout:
             behind = sum(r.lag for r in rows)
             raise StreamprocError(
                 f"group {group} still {behind} records behind on {topics} after {timeout:.0f} s"
             )
+        if progress is not None and now - last >= progress_every_s:
+            progress(sum(r.lag for r in rows), now - started)
+            last = now
         time.sleep(0.5)

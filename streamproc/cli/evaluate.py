@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import cast
 
 import click
 import orjson
@@ -109,7 +108,6 @@ def command(
         n_titles=titles,
         warmup_sessions=warmup_sessions,
     )
-    extra: dict[str, object] = {}
     if through_kafka:
         served = evaluate_through_kafka(
             params,
@@ -119,33 +117,15 @@ def command(
             keep_topics=keep_topics,
             say=lambda message: click.echo(message, err=True),
         )
-        report = served.report
-        extra = {
-            "predictions": served.predictions,
-            "repeated_predictions": served.repeated_predictions,
-            "labels": served.labels,
-            "labels_without_prediction": served.missing,
-            "equal_to_replay": served.equal_to_replay,
-        }
+        report, passed, out = served.report, served.passed, served.to_dict()
+        figures: list[str] | None = served.figures()
     else:
         report = evaluate_models(params, settings)
-    passed = report.passed and not extra.get("labels_without_prediction")
+        passed, out, figures = report.passed, report.to_dict(), None
     if as_json:
-        out = {**report.to_dict(), **extra, "passed": passed}
         sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")
     else:
-        figures = None
-        if through_kafka:
-            figures = [
-                f"served predictions read back from Kafka: {extra['predictions']:,} records "
-                f"({extra['repeated_predictions']:,} repeated)",
-                f"session labels: {extra['labels']:,}, without a served prediction: "
-                f"{extra['labels_without_prediction']:,}",
-                f"served scores equal to a replay of the valid topic: "
-                f"{cast(float, extra['equal_to_replay']):.1%}",
-            ]
-        text = format_report(report, figures=figures, passed=passed)
-        click.echo(text)
+        click.echo(format_report(report, figures=figures, passed=passed))
     if not passed:
         ctx.exit(1)

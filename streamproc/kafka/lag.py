@@ -46,27 +46,20 @@ def _admin(settings: Settings) -> AdminClient:
 
 
 class LagClients:
-    """The admin client and the offsets consumer of repeated lag measurements, kept open.
+    """The offsets consumer of repeated lag measurements, kept open (a worker's monitor).
 
     A one-off measurement (``streamproc lag``) opens its clients and drops them. A worker
-    measures every few seconds for as long as it runs: it keeps one admin client and one
-    consumer, so a measurement costs requests, not new connections, and a broker outage
-    never finds a client being torn down with requests in flight (librdkafka retries on
-    the clients it has). Hold :attr:`lock` while measuring; :meth:`close` waits for it.
+    measures every few seconds for as long as it runs: it keeps one consumer, so a
+    measurement costs requests, not new connections, and it never opens an admin client (the
+    admin client's offset and group requests have crashed the process inside librdkafka 2.16
+    while the broker restarted). Hold :attr:`lock` while measuring; :meth:`close` waits for it.
     """
 
     def __init__(self, settings: Settings, group: str) -> None:
         self.settings = settings
         self.group = group
         self.lock = threading.Lock()
-        self._admin: AdminClient | None = None
         self._consumer: Consumer | None = None
-
-    @property
-    def admin(self) -> AdminClient:
-        if self._admin is None:
-            self._admin = _admin(self.settings)
-        return self._admin
 
     @property
     def consumer(self) -> Consumer:
@@ -75,12 +68,11 @@ class LagClients:
         return self._consumer
 
     def close(self) -> None:
-        """Close the clients (after the measurement in progress, if any)."""
+        """Close the consumer (after the measurement in progress, if any)."""
         with self.lock:
             if self._consumer is not None:
                 self._consumer.close()
             self._consumer = None
-            self._admin = None
 
 
 def list_groups(settings: Settings, *, timeout: float = 10.0) -> list[str]:
@@ -103,21 +95,18 @@ def consumer_lag(
     with_seconds: bool = True,
     timeout: float = 10.0,
     clients: LagClients | None = None,
-    with_owners: bool = True,
 ) -> list[PartitionLag]:
     """Lag of ``group`` on every partition it has committed on (or of ``topics``, if given).
 
-    ``clients``: kept-open clients for repeated measurements (of the same ``group``).
-    ``with_owners=False`` (``topics`` needed): leave ``member`` unset and ask only a
-    consumer, no admin client (the workers' own monitor: it knows its partitions, and the
-    admin client's offset and group requests have crashed the process inside librdkafka
-    2.16 while the broker restarted).
+    ``clients``: a worker's kept-open consumer (see :class:`LagClients`; ``topics`` needed).
+    The measurement then asks that consumer only and leaves ``member`` unset: the worker
+    knows its own partitions.
     """
-    if not with_owners:
+    if clients is not None:
         if topics is None:
-            raise ValueError("consumer_lag(with_owners=False) needs the topics")
+            raise ValueError("consumer_lag(clients=...) needs the topics")
         return _lag_from_consumer(settings, group, topics, with_seconds, timeout, clients)
-    admin = clients.admin if clients is not None else _admin(settings)
+    admin = _admin(settings)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -126,9 +115,8 @@ def consumer_lag(
             ].result(timeout=timeout + 5)
             break
         except concurrent.futures.TimeoutError as exc:
-            # librdkafka has been seen to leave this future unresolved: ask again (a
-            # kept-open client is not replaced; the next measurement asks it again).
-            if clients is not None or time.monotonic() > deadline:
+            # librdkafka has been seen to leave this future unresolved: ask again.
+            if time.monotonic() > deadline:
                 raise KafkaError(f"describing group {group!r} timed out") from exc
             admin = _admin(settings)
             continue
@@ -157,17 +145,12 @@ def consumer_lag(
             if not name.startswith("__") and tmeta.error is None
             for p in tmeta.partitions
         ]
-        committed_on = {t for t, _ in _committed(settings, group, candidates, timeout, clients)}
+        committed_on = {t for t, _ in _committed(settings, group, candidates, timeout)}
         topics = sorted(
             {t for t in {t for t, _ in owners} | committed_on if not _is_faust_internal(t)}
         )
-    partitions: list[tuple[str, int]] = []
-    for topic in topics:
-        tmeta = metadata.topics.get(topic)
-        if tmeta is None or tmeta.error is not None:
-            raise KafkaError(f"topic {topic!r} does not exist")
-        partitions.extend((topic, p) for p in sorted(tmeta.partitions))
-    committed = _committed(settings, group, partitions, timeout, clients)
+    partitions = _partitions_of(metadata, topics)
+    committed = _committed(settings, group, partitions, timeout)
 
     wanted = set(partitions)
     if not wanted:
@@ -195,24 +178,13 @@ def _lag_from_consumer(
     topics: list[str],
     with_seconds: bool,
     timeout: float,
-    clients: LagClients | None,
+    clients: LagClients,
 ) -> list[PartitionLag]:
-    """:func:`consumer_lag` through one consumer: metadata, committed offsets, watermarks."""
-    consumer = clients.consumer if clients is not None else _offsets_consumer(settings, group)
+    """:func:`consumer_lag` through the kept-open consumer: metadata, commits, watermarks."""
+    consumer = clients.consumer
     try:
-        metadata = consumer.list_topics(timeout=timeout)
-        partitions: list[tuple[str, int]] = []
-        for topic in topics:
-            tmeta = metadata.topics.get(topic)
-            if tmeta is None or tmeta.error is not None:
-                raise KafkaError(f"topic {topic!r} does not exist")
-            partitions.extend((topic, p) for p in sorted(tmeta.partitions))
-        result = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
-        committed = {
-            (tp.topic, tp.partition): tp.offset
-            for tp in result
-            if tp.error is None and tp.offset >= 0
-        }
+        partitions = _partitions_of(consumer.list_topics(timeout=timeout), topics)
+        committed = _committed_by(consumer, group, partitions, timeout)
         starts: dict[tuple[str, int], int] = {}
         ends: dict[tuple[str, int], int] = {}
         for topic, partition in partitions:
@@ -222,9 +194,6 @@ def _lag_from_consumer(
             starts[(topic, partition)], ends[(topic, partition)] = low, high
     except KafkaException as exc:
         raise KafkaError(f"cannot read the offsets of group {group!r}: {exc}") from exc
-    finally:
-        if clients is None:
-            consumer.close()
     return _rows(
         settings, group, set(partitions), committed, starts, ends, {}, with_seconds, timeout
     )
@@ -282,12 +251,19 @@ def _offsets_consumer(settings: Settings, group: str) -> Consumer:
     )
 
 
+def _partitions_of(metadata: Any, topics: list[str]) -> list[tuple[str, int]]:
+    """Every ``(topic, partition)`` of ``topics`` in cluster ``metadata``."""
+    partitions: list[tuple[str, int]] = []
+    for topic in topics:
+        tmeta = metadata.topics.get(topic)
+        if tmeta is None or tmeta.error is not None:
+            raise KafkaError(f"topic {topic!r} does not exist")
+        partitions.extend((topic, p) for p in sorted(tmeta.partitions))
+    return partitions
+
+
 def _committed(
-    settings: Settings,
-    group: str,
-    partitions: list[tuple[str, int]],
-    timeout: float,
-    clients: LagClients | None = None,
+    settings: Settings, group: str, partitions: list[tuple[str, int]], timeout: float
 ) -> dict[tuple[str, int], int]:
     """Committed offsets of ``group``, fetched by a consumer carrying the group id.
 
@@ -298,14 +274,20 @@ def _committed(
     """
     if not partitions:
         return {}
-    consumer = clients.consumer if clients is not None else _offsets_consumer(settings, group)
+    consumer = _offsets_consumer(settings, group)
+    try:
+        return _committed_by(consumer, group, partitions, timeout)
+    finally:
+        consumer.close()
+
+
+def _committed_by(
+    consumer: Consumer, group: str, partitions: list[tuple[str, int]], timeout: float
+) -> dict[tuple[str, int], int]:
     try:
         result = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
     except KafkaException as exc:
         raise KafkaError(f"cannot read the committed offsets of group {group!r}: {exc}") from exc
-    finally:
-        if clients is None:
-            consumer.close()
     return {
         (tp.topic, tp.partition): tp.offset for tp in result if tp.error is None and tp.offset >= 0
     }

@@ -90,6 +90,16 @@ class EvaluationParams:
         given.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**given)
 
+    def sim_params(self, **extra: Any) -> SimParams:
+        """The simulation these parameters evaluate (sizes and seed), with ``extra`` fields."""
+        return SimParams(
+            n_events=self.n_events,
+            n_users=self.n_users,
+            n_titles=self.n_titles,
+            seed=self.seed,
+            **extra,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TargetResult:
@@ -189,17 +199,7 @@ def simulate_sessions(
     A thin adapter over :func:`~streamproc.simulate.simulate_events`: JSON records (so the
     decoded dicts are the events exactly as generated), no invalid records or duplicates.
     """
-    sim = simulate_events(
-        SimParams(
-            n_events=params.n_events,
-            n_users=params.n_users,
-            n_titles=params.n_titles,
-            seed=params.seed,
-            fmt="json",
-            start_time_ms=START_TIME_MS,
-        ),
-        settings,
-    )
+    sim = simulate_events(params.sim_params(fmt="json", start_time_ms=START_TIME_MS), settings)
     events = [cast(ViewingEvent, orjson.loads(r.value)) for r in sim if r.kind == "valid"]
     return events, list(sim.manifest.sessions)
 

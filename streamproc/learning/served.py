@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from streamproc.config import Settings
 from streamproc.emit.decode_any import decode_record
@@ -48,6 +48,31 @@ class ServedQuality:
     labels: int  # session labels after the warm-up, all models
     missing: int  # of them, without a served score
     equal_to_replay: float  # share of matched scores equal to the replayed learner's
+
+    @property
+    def passed(self) -> bool:
+        """Every target holds and every label has its served score."""
+        return self.report.passed and not self.missing
+
+    def figures(self) -> list[str]:
+        """The run's own lines for :func:`~streamproc.learning.evaluate.format_report`."""
+        return [
+            f"served predictions read back from Kafka: {self.predictions:,} records "
+            f"({self.repeated_predictions:,} repeated)",
+            f"session labels: {self.labels:,}, without a served prediction: {self.missing:,}",
+            f"served scores equal to a replay of the valid topic: {self.equal_to_replay:.1%}",
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.report.to_dict(),
+            "predictions": self.predictions,
+            "repeated_predictions": self.repeated_predictions,
+            "labels": self.labels,
+            "labels_without_prediction": self.missing,
+            "equal_to_replay": self.equal_to_replay,
+            "passed": self.passed,
+        }
 
 
 def _served_scores(

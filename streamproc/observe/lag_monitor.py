@@ -218,7 +218,7 @@ class LagMonitor:
             with clients.lock:
                 return consumer_lag(
                     settings, settings.app_id, topics=wanted, with_seconds=with_seconds,
-                    timeout=timeout, clients=clients, with_owners=False,
+                    timeout=timeout, clients=clients,
                 )  # fmt: skip
 
         monitor = cls(

@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -703,28 +703,27 @@ class LivePoller:
         )
         return consumer
 
+    def _decoded(self, consumer: Consumer, max_records: int) -> Iterator[dict[str, Any]]:
+        """The records one poll of ``consumer`` returns, decoded (undecodable ones skipped)."""
+        for msg in consumer.consume(max_records, 0.2):
+            if msg.error() is not None:
+                continue
+            try:
+                _, record = decode_record(msg.value() or b"", self._schemas)
+            except StreamprocError:
+                continue
+            yield record
+
     def _tail_dlq(self) -> None:
         """Count the reasons of the dead letters written since the poller started."""
         if self._dlq is None:
             return
-        for msg in self._dlq.consume(5000, 0.2):
-            if msg.error() is not None:
-                continue
-            try:
-                _, letter = decode_record(msg.value() or b"", self._schemas)
-            except StreamprocError:
-                continue
+        for letter in self._decoded(self._dlq, 5000):
             self._dead[str(letter.get("reason"))] += 1
 
     def _tail_drift(self, seen_s: float) -> None:
         """Keep the drift signals written since the poller started, in arrival order."""
         if self._drift_tail is None:
             return
-        for msg in self._drift_tail.consume(1000, 0.2):
-            if msg.error() is not None:
-                continue
-            try:
-                _, signal = decode_record(msg.value() or b"", self._schemas)
-            except StreamprocError:
-                continue
+        for signal in self._decoded(self._drift_tail, 1000):
             self._drift.append(DriftEvent(seen_s, signal))

@@ -33,7 +33,14 @@ from streamproc.simulate.sessions import PlannedEvent, SessionPlan, plan_session
 from streamproc.simulate.truth import SCENARIOS, make_scenario
 from streamproc.simulate.world import World, build_world
 
-__all__ = ["RecordKind", "SimParams", "SimRecord", "Simulation", "simulate_events"]
+__all__ = [
+    "RecordKind",
+    "SimParams",
+    "SimRecord",
+    "Simulation",
+    "sessions_per_minute_for",
+    "simulate_events",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +49,19 @@ RecordKind = Literal["valid", "invalid", "duplicate"]
 #: Longest a simulated timeline may span: valid events must stay younger than 30 days.
 _MAX_SPAN_MS = 7 * 86_400_000
 _MEAN_EVENTS_PER_SESSION = 8.0
+
+
+def sessions_per_minute_for(n_events: int, at_least: float = 20.0) -> float:
+    """A session arrival rate (simulated minutes) that keeps ``n_events`` within the longest
+    timeline, with room to spare, and is at least ``at_least``.
+
+    >>> sessions_per_minute_for(20_000), round(sessions_per_minute_for(2_000_000), 1)
+    (20.0, 37.2)
+    """
+    sessions = n_events / _MEAN_EVENTS_PER_SESSION
+    return max(at_least, sessions / (_MAX_SPAN_MS / 60_000) * 1.5)
+
+
 #: A duplicate is re-sent between 1 and this many records later.
 _DUPLICATE_DELAY = 200
 
@@ -117,8 +137,7 @@ class SimParams:
         """Sessions per simulated minute actually used."""
         if self.sessions_per_minute is not None:
             return self.sessions_per_minute
-        sessions = self.n_events / _MEAN_EVENTS_PER_SESSION
-        return max(20.0, sessions / (_MAX_SPAN_MS / 60_000) * 1.5)
+        return sessions_per_minute_for(self.n_events)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -47,7 +47,7 @@ from streamproc.kafka.read import read_to_end
 from streamproc.kafka.topics import ensure_topics
 from streamproc.learning.specs import get_model_specs
 from streamproc.produce import EventProducer
-from streamproc.simulate import SimParams, simulate_events
+from streamproc.testing import small_world_stream
 from streamproc.workers import WorkerProcess, wait_for_catch_up
 
 if TYPE_CHECKING:
@@ -107,23 +107,9 @@ def _settings(make_settings: SettingsFactory, **extra: Any) -> Settings:
     return settings
 
 
-def _simulation(settings: Settings, n: int, seed: int) -> Any:
-    return simulate_events(
-        SimParams(
-            n_events=n,
-            n_users=400,
-            n_titles=120,
-            seed=seed,
-            invalid_fraction=0.03,
-            duplicate_fraction=0.01,
-        ),
-        settings,
-    )
-
-
 def _publish(settings: Settings, n: int, seed: int, *, rate: float | None = None) -> Published:
     """Publish ``n`` simulated records (at ``rate`` records/s if given) and flush them."""
-    simulation = _simulation(settings, n, seed)
+    simulation = small_world_stream(settings, n, seed)
     valid_ids: set[str] = set()
     started = time.monotonic()
     with EventProducer(settings) as producer:

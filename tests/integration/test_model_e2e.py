@@ -30,7 +30,8 @@ from streamproc.registry.snapshots import (
     read_snapshot_record,
 )
 from streamproc.registry.store import signer_from
-from streamproc.simulate import Manifest, SimParams, simulate_events
+from streamproc.simulate import Manifest
+from streamproc.testing import small_world_stream
 from streamproc.workers import WorkerProcess, wait_for_catch_up
 
 pytestmark = pytest.mark.integration
@@ -48,17 +49,7 @@ def _settings(make_settings: Any, **extra: Any) -> Settings:
 
 
 def _publish(settings: Settings, n: int, seed: int, *, start: int | None = None) -> Manifest:
-    simulation = simulate_events(
-        SimParams(
-            n_events=n,
-            n_users=400,
-            n_titles=120,
-            seed=seed,
-            invalid_fraction=0.03,
-            duplicate_fraction=0.01,
-        ),
-        settings,
-    )
+    simulation = small_world_stream(settings, n, seed)
     with EventProducer(settings) as producer:
         for record in simulation:
             producer.send_raw(record.key, record.value)

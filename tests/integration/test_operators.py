@@ -197,16 +197,21 @@ def test_lag_agrees_with_kafka_consumer_groups(make_settings: SettingsFactory) -
     expected = {p: (committed[p], produced[p], produced[p] - committed[p]) for p in produced}
 
     ours = _from_rows(consumer_lag(settings, group, topics=[topic]), topic)
-    # The workers' own monitor: one consumer, no admin client, no owners.
+    # The workers' own monitor: one kept-open consumer, no admin client, no owners.
     clients = LagClients(settings, group)
+    no_admin = pytest.MonkeyPatch()
+    no_admin.setattr(
+        "streamproc.kafka.lag._admin",
+        lambda _s: pytest.fail("the monitor's path opened an admin client"),
+    )
     try:
-        rows = consumer_lag(settings, group, topics=[topic], clients=clients, with_owners=False)
-        again = consumer_lag(settings, group, topics=[topic], clients=clients, with_owners=False)
+        rows = consumer_lag(settings, group, topics=[topic], clients=clients)
+        again = consumer_lag(settings, group, topics=[topic], clients=clients)
     finally:
+        no_admin.undo()
         clients.close()
     assert _from_rows(rows, topic) == _from_rows(again, topic) == ours
     assert all(r.member is None for r in rows)
-    assert clients._admin is None, "the monitor's path opened an admin client"
 
     env = {**os.environ, **settings.to_env()}
     cli = subprocess.run(

@@ -168,7 +168,7 @@ def test_a_worker_monitor_keeps_its_clients_open_and_closes_them_when_it_stops()
     monitor = LagMonitor.for_settings(load_settings(), metrics)
     assert isinstance(getattr(monitor.close_clients, "__self__", None), LagClients)
     clients = LagClients(load_settings(), "streamproc")
-    assert clients.admin is clients.admin  # one client for every measurement, not one each
+    assert clients.consumer is clients.consumer  # one client for every measurement, not one each
     closed: list[bool] = []
     monitor.fetch = lambda: []
     monitor.close_clients = lambda: closed.append(True)
