@@ -343,12 +343,12 @@ def test_sigterm_commits_snapshots_flushes_and_exits_in_bounded_time(
     make_settings: SettingsFactory, spawn_worker: Any
 ) -> None:
     settings = _settings(make_settings)
-    published = _publish(settings, 10_000, seed=32)
     figures = Figures("graceful_sigterm")
     first = spawn_worker(settings, "worker-1")
-    _wait_committed(
-        settings, settings.topic_valid, int(len(published.valid_ids) * 0.3), [first], 240
-    )
+    # 10,000 records at 1,000/s: the stream is still arriving when the worker is stopped
+    # (published at once, a fast worker could finish it before the stop).
+    producer, result = _publish_in_background(settings, 10_000, seed=32, rate=1_000.0)
+    _wait_committed(settings, settings.topic_valid, 3_000, [first], 240)
     figures.peak_rss_mb["worker-1"] = _peak_rss_mb(first)
     started = time.monotonic()
     code = first.stop(timeout=60)
@@ -359,6 +359,7 @@ def test_sigterm_commits_snapshots_flushes_and_exits_in_bounded_time(
     assert stop_s < 30, f"SIGTERM took {stop_s:.1f} s"
     assert "(shutdown)" in log, "no snapshot at shutdown"
     committed = _committed(settings, settings.topic_valid)
+    published = _published(producer, result)
     assert 0 < committed < len(published.valid_ids) * 0.99, "stopped mid-stream"
 
     restarted = time.monotonic()
