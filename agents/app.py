@@ -51,6 +51,13 @@ class WorkerApp(faust.App):
     def _new_producer(self) -> ProducerT:
         return _FlushingProducer(self.transport, self.sender, loop=self.loop, beacon=self.beacon)
 
+    def _create_directories(self) -> None:
+        """Create nothing: the ``memory://`` table store keeps nothing on disk.
+
+        Faust would otherwise create ``<app id>-data/v1/tables`` in the working directory at
+        every start, one empty tree per app id.
+        """
+
 
 def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> WorkerApp:
     """Build the Faust app with its topics and agents, configured from ``settings``.
