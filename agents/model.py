@@ -22,6 +22,7 @@ from streamproc.errors import EventError, KafkaError, SnapshotError
 from streamproc.ingest.decode import EventDecoder
 from streamproc.ingest.process import HEADER_WRITER, build_dead_letter
 from streamproc.ingest.schemas import load_schemas
+from streamproc.kafka.topics import SNAPSHOT_MAX_MESSAGE_BYTES
 from streamproc.learning.partition import PartitionLearner, PredictionOut
 from streamproc.learning.specs import get_model_specs
 from streamproc.metrics import StreamprocMetrics
@@ -159,6 +160,23 @@ class ModelRuntime:
                 schemas=self.schemas,
                 extra={DRIFT_STATE: drift.export_state()},
             )
+            too_large = [(n, len(v)) for n, _, v in records if len(v) > SNAPSHOT_MAX_MESSAGE_BYTES]
+            if too_large:
+                # Write all components of a partition or none: a restore must never mix
+                # models and shared state of different offsets. The worker keeps serving;
+                # a restart restores the previous snapshot and replays from its offsets.
+                self.metrics.snapshots_failed.labels(reason="too_large").inc()
+                logger.error(
+                    "snapshot of partition %d not written: %s above the snapshot topic's "
+                    "max.message.bytes (%d bytes); a restart replays from the previous "
+                    "snapshot. Use more partitions (less state per partition)",
+                    partition,
+                    ", ".join(f"{n} is {size} bytes" for n, size in too_large),
+                    SNAPSHOT_MAX_MESSAGE_BYTES,
+                )
+                self.since_snapshot[partition] = 0
+                self.last_snapshot[partition] = time.monotonic()
+                continue
             for name, key, value in records:
                 self.sender.send(self.settings.topic_snapshots, value, key)
                 if name not in (SHARED_MODEL, DRIFT_STATE):
@@ -218,6 +236,7 @@ def register_model(app: WorkerApp, settings: Settings, metrics: StreamprocMetric
     """Declare the model agent on ``app``."""
     runtime = ModelRuntime(app, settings, metrics)
     app.model_runtime = runtime  # type: ignore[attr-defined]
+    metrics.snapshots_failed.labels(reason="too_large")  # the alert sees its first increase
     for spec in runtime.specs:
         metrics.declare_model(
             spec.name,

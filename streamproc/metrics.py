@@ -63,6 +63,7 @@ COUNTER_NAMES = (
     "streamproc_drift_signals_total",
     "streamproc_snapshots_written_total",
     "streamproc_snapshots_refused_total",
+    "streamproc_snapshots_failed_total",
     "streamproc_rebalances_total",
     "streamproc_lag_check_failures_total",
 )
@@ -139,6 +140,7 @@ class StreamprocMetrics:
     drift_signals: Counter
     snapshots_written: Counter
     snapshots_refused: Counter
+    snapshots_failed: Counter
     # --- consumer and worker ---------------------------------------------------------------
     consumer_lag_records: Gauge
     consumer_lag_seconds: Gauge
@@ -247,6 +249,12 @@ class StreamprocMetrics:
                 "Snapshots refused on restore (bad signature, unknown key, incompatible "
                 "version, corrupt), by model and reason.",
                 ["model", "reason"], registry=reg,
+            ),
+            snapshots_failed=Counter(
+                "streamproc_snapshots_failed_total",
+                "Partition snapshots not written (too_large: a component exceeds the "
+                "snapshot topic's max.message.bytes), by reason.",
+                ["reason"], registry=reg,
             ),
             consumer_lag_records=Gauge(
                 "streamproc_consumer_lag_records",

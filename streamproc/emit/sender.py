@@ -33,6 +33,7 @@ from streamproc.config import Settings
 from streamproc.errors import KafkaError
 from streamproc.kafka.clients import client_config
 from streamproc.kafka.security import redact
+from streamproc.kafka.topics import SNAPSHOT_MAX_MESSAGE_BYTES
 
 __all__ = ["DeliveryError", "RecordSender"]
 
@@ -73,6 +74,10 @@ class RecordSender:
                 "acks": "all",
                 "linger.ms": settings.producer_linger_ms,
                 "partitioner": "murmur2_random",
+                # librdkafka refuses records above 1,000,000 bytes by default; a partition's
+                # snapshot may be larger, up to the snapshot topic's max.message.bytes. The
+                # other topics keep the broker's default limit.
+                "message.max.bytes": SNAPSHOT_MAX_MESSAGE_BYTES + 64 * 1024,
                 # Delivery reports only for failures: a callback per record costs as much
                 # as the produce call itself.
                 "delivery.report.only.error": True,

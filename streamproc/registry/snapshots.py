@@ -5,6 +5,11 @@ Each snapshot is a ``ModelSnapshot`` Avro record (``schemas/model_snapshot``) ke
 version, so older versions stay available for rollback. The signature is HMAC-SHA256 over a
 canonical rendering of the metadata and the model bytes (see :mod:`.signing`); a snapshot is
 unpickled only after it verifies.
+
+A state that pickles to :data:`COMPRESS_ABOVE` bytes or more is stored zlib-compressed
+(format ``pickle+zlib``; the signature covers the compressed bytes, checked before they are
+decompressed): a partition's pending sessions grow with its concurrent sessions, and a
+record must stay under the snapshot topic's ``max.message.bytes``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import io
 import logging
 import pickle
 import time
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -104,13 +110,26 @@ class Snapshot:
     key_id: str
 
 
+#: Pickled states of this many bytes or more are stored zlib-compressed (``pickle+zlib``).
+COMPRESS_ABOVE = 256 * 1024
+#: A compressed state that inflates beyond this is refused (it was signed, but be safe).
+MAX_STATE_BYTES = 1 << 30
+FORMATS = ("pickle", "pickle+zlib")
+
+
 def encode_snapshot(
     meta: SnapshotMeta, state: Any, signer: Signer, schemas: SchemaSet
 ) -> tuple[bytes, bytes]:
-    """``(key, value)`` of a snapshot record carrying ``state`` (pickled) signed by ``signer``."""
+    """``(key, value)`` of a snapshot record carrying ``state`` (pickled) signed by ``signer``.
+
+    States of :data:`COMPRESS_ABOVE` bytes or more are compressed (format ``pickle+zlib``).
+    """
     model_bytes = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    fmt = "pickle"
+    if len(model_bytes) >= COMPRESS_ABOVE:
+        model_bytes, fmt = zlib.compress(model_bytes, 1), "pickle+zlib"
     created_at = meta.created_at or int(time.time() * 1000)
-    signature = signer.sign(_DOMAIN + meta._signed_part(created_at, "pickle") + b"\n" + model_bytes)
+    signature = signer.sign(_DOMAIN + meta._signed_part(created_at, fmt) + b"\n" + model_bytes)
     version = schemas.latest("ModelSnapshot")
     record = {
         "model": meta.model,
@@ -121,7 +140,7 @@ def encode_snapshot(
         "events_seen": meta.events_seen,
         "source_offsets": meta.source_offsets,
         "metrics": meta.metrics,
-        "format": "pickle",
+        "format": fmt,
         "model_bytes": model_bytes,
         "signature": signature,
     }
@@ -129,6 +148,21 @@ def encode_snapshot(
     buf.write(SINGLE_OBJECT_MARKER + version.fingerprint)
     schemaless_writer(buf, version.parsed, record)
     return meta.key.encode(), buf.getvalue()
+
+
+def _inflate(data: bytes, key: str) -> bytes:
+    """Decompress a verified ``pickle+zlib`` state, at most :data:`MAX_STATE_BYTES`."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, MAX_STATE_BYTES)
+    except zlib.error as exc:
+        raise SnapshotError(f"snapshot {key}: cannot decompress the state: {exc}") from exc
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise SnapshotError(
+            f"snapshot {key}: the compressed state is truncated or inflates beyond "
+            f"{MAX_STATE_BYTES} bytes"
+        )
+    return out
 
 
 def read_snapshot_record(raw: bytes, schemas: SchemaSet) -> dict[str, Any]:
@@ -171,15 +205,21 @@ def decode_snapshot(raw: bytes, signer: Signer, schemas: SchemaSet) -> Snapshot:
         namespace=record["namespace"],
         created_at=record["created_at"],
     )
-    if record["format"] != "pickle":
-        raise SnapshotError(f"snapshot {meta.key}: unsupported format {record['format']!r}")
+    if record["format"] not in FORMATS:
+        raise SnapshotError(
+            f"snapshot {meta.key}: unsupported format {record['format']!r} "
+            f"(expected one of {', '.join(FORMATS)})"
+        )
     message = _DOMAIN + meta._signed_part(meta.created_at, record["format"]) + b"\n"
     try:
         key_id = signer.verify(message + record["model_bytes"], record["signature"])
     except SnapshotError as exc:
         raise SnapshotError(f"snapshot {meta.key} refused: {exc}") from None
+    payload = record["model_bytes"]
+    if record["format"] == "pickle+zlib":
+        payload = _inflate(payload, meta.key)
     try:
-        state = pickle.loads(record["model_bytes"])
+        state = pickle.loads(payload)
     except Exception as exc:
         raise SnapshotError(f"snapshot {meta.key}: cannot unpickle: {exc}") from exc
     return Snapshot(meta, state, key_id)

@@ -237,6 +237,29 @@ def test_snapshot_carries_the_drift_state(settings: Settings, schemas: SchemaSet
     assert _value(metrics, "streamproc_snapshots_written_total", {"model": "qoe"}) == 1.0
 
 
+def test_a_snapshot_above_the_topic_limit_is_not_written_at_all(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import agents.model
+
+    runtime, app, metrics = _runtime(settings)
+    drift = runtime.new_drift(runtime.new_learner(), 2)
+    runtime.learners[2], runtime.drifts[2] = drift.learner, drift
+    runtime.next_offset[2], runtime.since_snapshot[2], runtime.last_snapshot[2] = 40, 5, 0.0
+    # Smaller than the models' records, larger than nothing: every component is too large.
+    monkeypatch.setattr(agents.model, "SNAPSHOT_MAX_MESSAGE_BYTES", 100)
+
+    with caplog.at_level(logging.ERROR, logger="agents.model"):
+        asyncio.run(runtime.snapshot([2], reason="test"))
+    assert app.sent == []  # no partial snapshot: all components or none
+    assert _value(metrics, "streamproc_snapshots_failed_total", {"reason": "too_large"}) == 1.0
+    assert _value(metrics, "streamproc_snapshots_written_total", {"model": "qoe"}) is None
+    assert runtime.since_snapshot[2] == 0  # not retried at every batch
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("snapshot of partition 2 not written: _features is ")
+    assert "above the snapshot topic's max.message.bytes (100 bytes)" in line
+
+
 def test_partitions_restored_without_drift_state_take_the_controls_as_applied(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

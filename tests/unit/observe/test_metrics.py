@@ -39,6 +39,7 @@ def _touch_every_series(m: StreamprocMetrics) -> None:
     m.drift_signals.labels(model="engagement", kind="concept").inc()
     m.snapshots_written.labels(model="engagement").inc()
     m.snapshots_refused.labels(model="engagement", reason="bad_signature").inc()
+    m.snapshots_failed.labels(reason="too_large").inc()
     m.consumer_lag_records.labels("streamproc", "viewing-events", "0").set(5)
     m.consumer_lag_seconds.labels("streamproc", "viewing-events", "0").set(1.0)
     m.partition_stalled.labels("streamproc", "viewing-events", "0").set(0)
