@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import faust
 import orjson
+from mode.supervisors import CrashingSupervisor
 
 from streamproc.config import Settings
 from streamproc.ingest.dedupe import Deduplicator
@@ -119,7 +120,10 @@ def register_ingest(app: WorkerApp, settings: Settings, metrics: StreamprocMetri
             sender.poll()  # delivery reports; raises if a record was refused
             stage.observe((time.perf_counter() - started) / len(events))
 
-    app.agent(input_topic, name="ingest")(ingest)
+    # An agent that raises ends the worker (exit 1) instead of being restarted in place:
+    # Faust's restarted agent does not get the records its predecessor had fetched, so the
+    # partitions' commits would stall for good. A new worker restores and replays instead.
+    app.agent(input_topic, name="ingest", supervisor_strategy=CrashingSupervisor)(ingest)
 
     async def purge_seen() -> None:
         """Forget event ids older than the de-duplication window."""

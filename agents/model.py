@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from confluent_kafka import KafkaException
+from mode.supervisors import CrashingSupervisor
 
 from agents.drift import ControlFollower, SignalSink
 from streamproc.config import Settings
@@ -330,7 +331,10 @@ def register_model(app: WorkerApp, settings: Settings, metrics: StreamprocMetric
             to_prediction.observe(max(0.0, now - out.event_time / 1000))
         latency_hist.observe(latency)
 
-    app.agent(valid_topic, name="score")(score)
+    # An agent that raises ends the worker (exit 1) instead of being restarted in place:
+    # Faust's restarted agent does not get the records its predecessor had fetched, so the
+    # partitions' commits would stall for good. A new worker restores and replays instead.
+    app.agent(valid_topic, name="score", supervisor_strategy=CrashingSupervisor)(score)
 
     follow_state = {"failing": False}
 

@@ -232,3 +232,35 @@ def test_rollback_switches_served_version_and_is_recorded(
     ]
     actions = [(s["action"], s["model_version"]) for s in signals]
     assert ("manual_promote", 2) in actions and ("manual_rollback", 1) in actions
+
+
+def test_an_output_record_the_broker_refuses_ends_the_worker(
+    make_settings: Any, spawn_worker: Any
+) -> None:
+    """A failing agent ends the worker (exit 1, reason in the log) rather than stalling.
+
+    Faust would restart the agent in place, without the records its predecessor had fetched:
+    the partitions' commits would then stall for good while the worker looked alive.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from streamproc.kafka.clients import client_config
+
+    settings: Settings = make_settings(
+        agents="ingest,model", snapshot_keys=KEY, metrics_port=0, partitions=1
+    )
+    admin = AdminClient(client_config(settings))
+    # Every prediction is larger than this topic takes: the broker refuses it.
+    tiny = NewTopic(settings.topic_predictions, 1, 1, config={"max.message.bytes": "64"})
+    admin.create_topics([tiny])[settings.topic_predictions].result(30)
+    ensure_topics(settings)
+    _publish(settings, 2_000, seed=5)
+    worker = spawn_worker(settings, "worker")
+    deadline = time.monotonic() + 90
+    while worker.alive() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not worker.alive(), f"the worker kept running:\n{worker.log_tail()}"
+    assert worker.stop() == 1
+    log = worker.log_path.read_text(errors="replace")
+    assert "Message size too large" in log or "MSG_SIZE_TOO_LARGE" in log, worker.log_tail(60)
+    assert f"{settings.topic_predictions}[0]" in log, worker.log_tail(60)
