@@ -66,7 +66,9 @@ def register_ingest(app: WorkerApp, settings: Settings, metrics: StreamprocMetri
             partition=partition,
         )
 
-    dedupe = Deduplicator(int(settings.dedupe_window_s * 1000), seen.data, persist)
+    dedupe = Deduplicator(
+        int(settings.dedupe_window_s * 1000), seen.data, persist, max_ids=settings.dedupe_max_ids
+    )
     processor = IngestProcessor(
         settings, schemas, dedupe, registry_lookup=registry_lookup_for(settings)
     )
@@ -131,5 +133,22 @@ def register_ingest(app: WorkerApp, settings: Settings, metrics: StreamprocMetri
         if removed:
             logger.info("forgot %d event ids older than %.0f s", removed, settings.dedupe_window_s)
 
+    reported = {"evicted": 0}
+
+    async def report_evictions() -> None:
+        """Say when the table forgets ids within the window (STREAMPROC_DEDUPE_MAX_IDS)."""
+        evicted = dedupe.evicted - reported["evicted"]
+        if evicted:
+            reported["evicted"] = dedupe.evicted
+            logger.info(
+                "forgot %d event ids within the %.0f s window to keep at most %d "
+                "(STREAMPROC_DEDUPE_MAX_IDS): duplicates are recognised over the last %.0f s",
+                evicted,
+                settings.dedupe_window_s,
+                settings.dedupe_max_ids,
+                (dedupe.evicted_age_ms or 0) / 1000,
+            )
+
     # Registered by a call, not as a decorator: app.timer() returns an untyped Callable.
     app.timer(interval=max(10.0, settings.dedupe_window_s / 10))(purge_seen)
+    app.timer(interval=30.0)(report_evictions)

@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     dedupe_window_s: float = Field(
         3600.0, gt=0, description="An event_id seen again within this window is a duplicate."
     )
+    dedupe_max_ids: int = Field(
+        1_000_000,
+        ge=1_000,
+        description="Most event ids the de-duplication table keeps per worker (about 270 bytes "
+        "each); beyond it the oldest are forgotten first, even within the window.",
+    )
 
     # --- worker ------------------------------------------------------------------------------
     app_id: str = Field("streamproc", description="Faust app id: consumer group and state prefix.")

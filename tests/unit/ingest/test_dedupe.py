@@ -1,0 +1,54 @@
+"""The de-duplication table: window, replays, and the bound on the ids it keeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamproc.ingest.dedupe import Deduplicator
+
+
+def test_the_table_never_holds_more_than_max_ids_and_forgets_the_oldest_first() -> None:
+    changes: list[tuple[int, str, list[int] | None]] = []
+    d = Deduplicator(3_600_000, {}, lambda p, k, v: changes.append((p, k, v)), max_ids=1_000)
+    for i in range(5_000):
+        assert not d.is_duplicate(f"e{i}", i % 3, i, now_ms=1_000 + i)
+        assert len(d.store) <= 1_000
+    assert d.evicted == 5_000 - len(d.store)
+    # The newest ids are kept, the oldest were forgotten, and each forgetting was persisted
+    # (a tombstone), so a restart does not bring them back.
+    assert "e4999" in d.store and "e0" not in d.store
+    kept = min(int(k[1:]) for k in d.store)
+    assert all(f"e{i}" in d.store for i in range(kept, 5_000))
+    tombstones = [(p, k) for p, k, v in changes if v is None]
+    assert len(tombstones) == d.evicted
+    assert (0, "e0") in tombstones and (1, "e1") in tombstones  # in the id's own partition
+    assert d.evicted_age_ms is not None and 0 < d.evicted_age_ms <= 1_000
+
+
+def test_a_forgotten_id_is_no_longer_a_duplicate_a_kept_one_still_is() -> None:
+    d = Deduplicator(3_600_000, {}, max_ids=100)
+    for i in range(200):
+        d.is_duplicate(f"e{i}", 0, i, now_ms=i)
+    assert d.is_duplicate("e199", 0, 999, now_ms=300)  # kept: another record, same id
+    assert not d.is_duplicate("e0", 0, 1_000, now_ms=300)  # forgotten: taken as new
+
+
+def test_an_id_seen_again_after_its_window_moves_to_the_newest_end() -> None:
+    d = Deduplicator(10, {}, max_ids=100)
+    d.is_duplicate("old", 0, 0, now_ms=0)
+    for i in range(50):
+        d.is_duplicate(f"e{i}", 0, i + 1, now_ms=5)
+    assert not d.is_duplicate("old", 0, 99, now_ms=20)  # outside its window: new again
+    assert list(d.store)[-1] == "old"  # so it is not the first to be forgotten
+
+
+def test_without_a_bound_nothing_is_forgotten_before_the_window_ends() -> None:
+    d = Deduplicator(3_600_000, {})
+    for i in range(3_000):
+        d.is_duplicate(f"e{i}", 0, i, now_ms=i)
+    assert len(d.store) == 3_000 and d.evicted == 0
+
+
+def test_max_ids_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_ids must be at least 1, got 0"):
+        Deduplicator(1_000, {}, max_ids=0)
