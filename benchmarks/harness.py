@@ -80,8 +80,17 @@ class BenchOptions:
     out_dir: Path = RESULTS_DIR / "latest"  # results (and the py-spy profile)
     seed: int = 0
     command: str = "streamproc bench"
+    soak_events: int | None = None  # --soak N: only the memory soak (benchmarks/soak.py)
+    soak_every: int = 200_000  # --soak-every K: a checkpoint each K events processed
 
     def __post_init__(self) -> None:
+        if self.soak_every < 1:
+            raise ConfigError(f"--soak-every must be at least 1, got {self.soak_every:,}")
+        if self.soak_events is not None and self.soak_events < 2 * self.soak_every:
+            raise ConfigError(  # two checkpoints at least: K and 2 K
+                f"--soak must be at least 2 x --soak-every (2 x {self.soak_every:,} = "
+                f"{2 * self.soak_every:,}), got {self.soak_events:,}"
+            )
         if self.events < 100:
             raise ConfigError(f"--events must be at least 100, got {self.events}")
         if self.runs < 1:
@@ -199,6 +208,10 @@ def run_bench(settings: Settings, options: BenchOptions, progress: Progress) -> 
         reference loop fails. Workers, the reference process and the bench's Kafka are
         stopped on every exit.
     """
+    if options.soak_events is not None:  # --soak: the memory soak and nothing else
+        from benchmarks.soak import run_soak
+
+        return run_soak(settings, options, progress)
     started_at = _utc()
     begun = time.monotonic()
     machine = machine_info()

@@ -1,6 +1,7 @@
-"""Peak RSS and CPU time of processes, read from ``/proc`` (Linux).
+"""Peak and current RSS and CPU time of processes, read from ``/proc`` (Linux).
 
 - peak RSS: ``VmHWM`` of ``/proc/<pid>/status`` (the resident set's high-water mark);
+- current RSS: ``VmRSS`` of the same file (the resident set now);
 - CPU time: ``utime + stime`` of ``/proc/<pid>/stat`` (every thread of the process,
   librdkafka's and the JVM's included), in clock ticks.
 
@@ -20,6 +21,7 @@ __all__ = [
     "CLOCK_TICKS",
     "CpuMeter",
     "cpu_seconds",
+    "current_rss_bytes",
     "parse_listen_inodes",
     "parse_stat_cpu_ticks",
     "parse_status_kb",
@@ -184,6 +186,14 @@ def peak_rss_bytes(pid: int) -> int | None:
     """Peak resident set size of ``pid`` in bytes (VmHWM), or None if it is gone."""
     try:
         return parse_status_kb(_proc(pid, "status"), "VmHWM") * 1024
+    except (OSError, ValueError):
+        return None
+
+
+def current_rss_bytes(pid: int) -> int | None:
+    """Resident set size of ``pid`` now in bytes (VmRSS), or None if it is gone."""
+    try:
+        return parse_status_kb(_proc(pid, "status"), "VmRSS") * 1024
     except (OSError, ValueError):
         return None
 

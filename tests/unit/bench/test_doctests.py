@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["stats", "pacing", "resources", "report", "latency", "pyspy", "pipeline"]
+MODULES = ["stats", "pacing", "resources", "report", "latency", "pyspy", "pipeline", "soak"]
 
 
 @pytest.mark.parametrize("name", MODULES)

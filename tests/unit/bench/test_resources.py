@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from benchmarks import resources
 from benchmarks.resources import (
     CpuMeter,
+    current_rss_bytes,
     parse_listen_inodes,
     parse_stat_cpu_ticks,
     parse_status_kb,
     parse_system_busy_ticks,
+    peak_rss_bytes,
     total,
 )
 
@@ -37,6 +41,14 @@ def test_status_fields() -> None:
         parse_status_kb(STATUS, "VmSwap")
     with pytest.raises(ValueError, match="not a kB figure"):
         parse_status_kb("VmHWM:\t12 MB\n")
+
+
+def test_rss_of_a_live_process_and_of_a_gone_one() -> None:
+    now, peak = current_rss_bytes(os.getpid()), peak_rss_bytes(os.getpid())
+    assert now is not None and peak is not None
+    assert 0 < now <= peak
+    assert now % 1024 == 0
+    assert current_rss_bytes(2**22 + 1) is None  # above the kernel's largest pid
 
 
 def test_stat_cpu_ticks_count_from_the_last_parenthesis() -> None:
