@@ -7,12 +7,13 @@ from typing import Any
 
 import faust
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
-from faust.types import ProducerT
+from faust.types import ProducerT, TransportT
 from prometheus_client import CollectorRegistry
 
 from agents.credentials import broker_credentials
 from agents.observe import attach_observability
 from agents.recovery import SeekFirstTableManager
+from agents.transport import FetchWaitTransport
 from streamproc.config import Settings
 from streamproc.emit.sender import RecordSender
 from streamproc.errors import ConfigError
@@ -50,6 +51,9 @@ class WorkerApp(faust.App):
 
     def _new_producer(self) -> ProducerT:
         return _FlushingProducer(self.transport, self.sender, loop=self.loop, beacon=self.beacon)
+
+    def _new_transport(self) -> TransportT:
+        return FetchWaitTransport(self.conf.broker_consumer, self)
 
     def _create_directories(self) -> None:
         """Create nothing: the ``memory://`` table store keeps nothing on disk.

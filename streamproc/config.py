@@ -178,8 +178,15 @@ class Settings(BaseSettings):
         description="Consumer group session timeout, ms: how long a crashed "
         "worker keeps its partitions before the others take over.",
     )
+    consumer_fetch_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=30_000,
+        description="Longest time the broker holds a worker's fetch request open when it has "
+        "no new records, ms.",
+    )
     batch_size: int = Field(500, ge=1, description="Events a worker takes per batch.")
-    batch_within_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch, seconds.")
+    batch_within_s: float = Field(0.02, gt=0, description="Longest wait to fill a batch, seconds.")
     producer_linger_ms: int = Field(5, ge=0, description="Producer linger of the workers, ms.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of the worker and CLI."
