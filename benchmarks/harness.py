@@ -49,6 +49,9 @@ from streamproc.kafka.launcher import (
 from streamproc.kafka.topics import delete_topics, ensure_topics
 from streamproc.learning.specs import get_model_specs
 
+#: Seconds each latency point sends before it measures (see benchmarks/latency.py).
+LATENCY_WARMUP_S = 2.0
+
 __all__ = [
     "RESULTS_DIR",
     "BenchOptions",
@@ -289,13 +292,15 @@ def run_bench(settings: Settings, options: BenchOptions, progress: Progress) -> 
                             rates = {f: f * tp.throughput for f in options.latency_fractions}
                         requests = []
                         for i, fraction in enumerate(options.latency_fractions):
-                            needed = int(rates[fraction] * options.latency_seconds * 1.1) + 100
+                            span = options.latency_seconds + LATENCY_WARMUP_S
+                            needed = int(rates[fraction] * span * 1.1) + 100
                             requests.append(
                                 LatencyRequest(
                                     fraction,
                                     rates[fraction],
                                     options.latency_seconds,
                                     extra_records(base, needed, seed=options.seed + 1000 * run + i),
+                                    warmup_s=LATENCY_WARMUP_S,
                                 )
                             )
                         points = measure_latency(
