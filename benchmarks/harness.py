@@ -20,7 +20,7 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ __all__ = [
     "BenchOptions",
     "Progress",
     "build_figures",
+    "count_checks",
     "local_broker_pids",
     "run_bench",
 ]
@@ -190,6 +191,13 @@ def _checks(
         "duplicates_dropped": kinds["duplicate"],
         "predictions": workload.plays * n_models,
     }
+    return count_checks(label, counts, wanted)
+
+
+def count_checks(
+    label: str, counts: Mapping[str, int], expected: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """One check per expected count: ``{what, expected, found, ok}``."""
     return [
         {
             "what": f"{label}: {key}",
@@ -197,7 +205,7 @@ def _checks(
             "found": counts.get(key, 0),
             "ok": counts.get(key, 0) == value,
         }
-        for key, value in wanted.items()
+        for key, value in expected.items()
     ]
 
 

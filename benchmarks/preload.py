@@ -22,12 +22,13 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from streamproc.config import Settings
 from streamproc.errors import KafkaError
 from streamproc.kafka.clients import client_config, quiet_client_logger
-from streamproc.simulate import SimParams, simulate_events
+from streamproc.simulate import SimParams, Simulation, simulate_events
 
 __all__ = [
     "BenchRecord",
     "LoadResult",
     "Workload",
+    "bench_simulation",
     "build_workload",
     "end_offsets",
     "extra_records",
@@ -99,8 +100,9 @@ def extra_records(settings: Settings, count: int, *, seed: int) -> list[BenchRec
     return _simulate(settings, max(2, count), seed)[:count]
 
 
-def _simulate(settings: Settings, events: int, seed: int) -> list[BenchRecord]:
-    simulation = simulate_events(
+def bench_simulation(settings: Settings, events: int, seed: int) -> Simulation:
+    """The bench's simulated stream: Avro, with the demo's invalid and duplicate fractions."""
+    return simulate_events(
         SimParams(
             n_events=events,
             seed=seed,
@@ -110,6 +112,10 @@ def _simulate(settings: Settings, events: int, seed: int) -> list[BenchRecord]:
         ),
         settings,
     )
+
+
+def _simulate(settings: Settings, events: int, seed: int) -> list[BenchRecord]:
+    simulation = bench_simulation(settings, events, seed)
     taken: list[Any] = []
     for record in simulation:
         taken.append(record)

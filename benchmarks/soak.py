@@ -31,9 +31,16 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from benchmarks.harness import BenchOptions, Progress, _start_kafka, _utc, local_broker_pids
+from benchmarks.harness import (
+    BenchOptions,
+    Progress,
+    _start_kafka,
+    _utc,
+    count_checks,
+    local_broker_pids,
+)
 from benchmarks.pipeline import PipelineSession, measurement_settings
-from benchmarks.preload import DUPLICATE_FRACTION, INVALID_FRACTION, BenchRecord, load_records
+from benchmarks.preload import BenchRecord, bench_simulation, load_records
 from benchmarks.report import machine_info
 from benchmarks.resources import current_rss_bytes, peak_rss_bytes
 from streamproc.config import Settings, secret_fields
@@ -43,7 +50,6 @@ from streamproc.kafka.lag import LagClients, PartitionLag, consumer_lag
 from streamproc.kafka.launcher import ClusterInfo, stop_kafka
 from streamproc.kafka.topics import delete_topics
 from streamproc.learning.specs import get_model_specs
-from streamproc.simulate import SimParams, simulate_events
 
 __all__ = [
     "CHUNK_RECORDS",
@@ -207,15 +213,7 @@ def accounting_checks(
     >>> accounting_checks({"input": 10, "valid": 9}, {"input": 10, "valid": 8})[1]["ok"]
     False
     """
-    return [
-        {
-            "what": f"soak: {key}",
-            "expected": value,
-            "found": counts.get(key, 0),
-            "ok": counts.get(key, 0) == value,
-        }
-        for key, value in expected.items()
-    ]
+    return count_checks("soak", counts, expected)
 
 
 # -- rendering (pure) ---------------------------------------------------------------------------
@@ -362,16 +360,7 @@ def simulated_chunks(
     sent; it is emptied after each chunk (the counts stay), so the harness's memory does not
     grow with ``events`` either.
     """
-    simulation = simulate_events(
-        SimParams(
-            n_events=events,
-            seed=seed,
-            fmt="avro",
-            invalid_fraction=INVALID_FRACTION,
-            duplicate_fraction=DUPLICATE_FRACTION,
-        ),
-        settings,
-    )
+    simulation = bench_simulation(settings, events, seed)
     stats = ChunkStats()
     pending_plays: set[str] = set()  # play ids of sessions begun, whose play is not seen yet
 
