@@ -300,15 +300,17 @@ def run_bench(settings: Settings, options: BenchOptions, progress: Progress) -> 
                             rates = {f: f * tp.throughput for f in options.latency_fractions}
                         requests = []
                         for i, fraction in enumerate(options.latency_fractions):
-                            span = options.latency_seconds + LATENCY_WARMUP_S
-                            needed = int(rates[fraction] * span * 1.1) + 100
+                            needed = int(rates[fraction] * options.latency_seconds * 1.1) + 100
+                            seed = options.seed + 1000 * run + i
+                            warm = int(rates[fraction] * LATENCY_WARMUP_S * 1.1) + 100
                             requests.append(
                                 LatencyRequest(
                                     fraction,
                                     rates[fraction],
                                     options.latency_seconds,
-                                    extra_records(base, needed, seed=options.seed + 1000 * run + i),
+                                    extra_records(base, needed, seed=seed),
                                     warmup_s=LATENCY_WARMUP_S,
+                                    warmup_records=extra_records(base, warm, seed=seed + 500),
                                 )
                             )
                         points = measure_latency(

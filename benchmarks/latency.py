@@ -52,8 +52,11 @@ class LatencyRequest:
     fraction: float  # of the maximum throughput, e.g. 0.5
     rate: float  # records a second
     seconds: float  # measured, after the warm-up
-    records: Sequence[BenchRecord]  # enough for (warmup_s + seconds) x rate
+    records: Sequence[BenchRecord]  # measured: enough for seconds x rate
     warmup_s: float = 2.0  # sent at the same rate first, not measured
+    # Sent during the warm-up: a stream of its own, so that the measured records start with
+    # their sessions' plays (a stream's first records hold most of its plays).
+    warmup_records: Sequence[BenchRecord] = ()
 
 
 @dataclass
@@ -147,12 +150,21 @@ def _send_paced(
     last_say = time.monotonic()
     label = f"latency at {request.fraction:.0%} ({request.rate:,.0f} events/s)"
     measured_from: float | None = None  # the pacer's clock at the first measured send
-    for record in request.records:
+    warmup = iter(request.warmup_records)
+    measured = iter(request.records)
+    while True:
         if pacer.started is not None and pacer.elapsed() >= request.warmup_s + request.seconds:
             break
         pacer.wait()
         if measured_from is None and pacer.elapsed() >= request.warmup_s:
             measured_from = pacer.clock()
+        record = next(warmup, None) if measured_from is None else None
+        if record is None:
+            if measured_from is None:
+                measured_from = pacer.clock()  # out of warm-up records: measure from here
+            record = next(measured, None)
+            if record is None:
+                break
         now_ms = int(time.time() * 1000)
         while True:
             try:
