@@ -59,6 +59,7 @@ __all__ = [
     "build_figures",
     "count_checks",
     "local_broker_pids",
+    "release_kafka",
     "run_bench",
 ]
 
@@ -207,6 +208,25 @@ def count_checks(
         }
         for key, value in expected.items()
     ]
+
+
+def release_kafka(
+    settings: Settings,
+    options: BenchOptions,
+    cluster: ClusterInfo | None,
+    bench_id: str,
+    *,
+    reached: bool,
+    progress: Progress,
+) -> None:
+    """Delete the bench's topics on an external cluster, or stop (and wipe) its own Kafka."""
+    if options.external and reached:
+        removed = delete_topics(settings, bench_id)
+        if removed:
+            progress.say(f"deleted the bench's {len(removed)} topics")
+    elif cluster is not None:
+        progress.say("stopping the bench's Kafka ...")
+        stop_kafka(cluster.data_dir, wipe=True)
 
 
 def run_bench(settings: Settings, options: BenchOptions, progress: Progress) -> dict[str, Any]:
@@ -367,13 +387,7 @@ def run_bench(settings: Settings, options: BenchOptions, progress: Progress) -> 
                 base, bench_id, workload, brokers, logs, drain_timeout, progress, options
             )
     finally:
-        if options.external and reached:
-            removed = delete_topics(settings, bench_id)
-            if removed:
-                progress.say(f"deleted the bench's {len(removed)} topics")
-        elif cluster is not None:
-            progress.say("stopping the bench's Kafka ...")
-            stop_kafka(cluster.data_dir, wipe=True)
+        release_kafka(settings, options, cluster, bench_id, reached=reached, progress=progress)
 
     result: dict[str, Any] = {
         "schema_version": 1,

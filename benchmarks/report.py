@@ -205,13 +205,13 @@ def _gb(value: Any) -> str:
     return "?" if not isinstance(value, int) else f"{value / 2**30:.1f} GiB"
 
 
-def render_markdown(result: Mapping[str, Any]) -> str:
-    """The whole report: command, machine, settings, results, checks, breakdown, profile."""
+def report_header(result: Mapping[str, Any], command: str) -> list[str]:
+    """Title, command, machine and settings lines of a results.md (``command``: its default)."""
     machine = result.get("machine", {})
     settings = result.get("settings", {})
     versions = machine.get("versions", {})
-    out = [f"# streamproc bench — {result.get('started_at', '?')}", ""]
-    out.append(f"Command: `{result.get('command', 'streamproc bench')}`")
+    out = [f"# {command} — {result.get('started_at', '?')}", ""]
+    out.append(f"Command: `{result.get('command', command)}`")
     out.append("")
     out.append(
         f"Machine: {machine.get('cores', '?')} cores ({machine.get('cpu_model', '?')}), "
@@ -226,6 +226,12 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "kafka_version")
     out.append(f"Settings: {shown}.")
     out.append("")
+    return out
+
+
+def render_markdown(result: Mapping[str, Any]) -> str:
+    """The whole report: command, machine, settings, results, checks, breakdown, profile."""
+    out = report_header(result, "streamproc bench")
     out.append(render_figures(result.get("figures", [])))
     checks = result.get("checks", [])
     failed = [c for c in checks if not c.get("ok")]

@@ -38,17 +38,17 @@ from benchmarks.harness import (
     _utc,
     count_checks,
     local_broker_pids,
+    release_kafka,
 )
 from benchmarks.pipeline import PipelineSession, measurement_settings
 from benchmarks.preload import BenchRecord, bench_simulation, load_records
-from benchmarks.report import machine_info
+from benchmarks.report import machine_info, report_header
 from benchmarks.resources import current_rss_bytes, peak_rss_bytes
 from streamproc.config import Settings, secret_fields
 from streamproc.errors import KafkaError, StreamprocError
 from streamproc.kafka.clients import wait_for_broker
 from streamproc.kafka.lag import LagClients, PartitionLag, consumer_lag
-from streamproc.kafka.launcher import ClusterInfo, stop_kafka
-from streamproc.kafka.topics import delete_topics
+from streamproc.kafka.launcher import ClusterInfo
 from streamproc.learning.specs import get_model_specs
 
 __all__ = [
@@ -304,29 +304,10 @@ def render_soak(result: Mapping[str, Any]) -> str:
     )
 
 
-def _gb(value: Any) -> str:
-    return "?" if not isinstance(value, int) else f"{value / 2**30:.1f} GiB"
-
-
 def render_soak_markdown(result: Mapping[str, Any]) -> str:
     """The whole soak report: command, machine, settings, checkpoints, summary, checks."""
-    machine = result.get("machine", {})
-    settings = result.get("settings", {})
-    versions = machine.get("versions", {})
-    out = [f"# streamproc bench --soak — {result.get('started_at', '?')}", ""]
-    out += [f"Command: `{result.get('command', 'streamproc bench --soak')}`", ""]
-    out.append(
-        f"Machine: {machine.get('cores', '?')} cores ({machine.get('cpu_model', '?')}), "
-        f"{_gb(machine.get('ram_bytes'))} RAM, {machine.get('os', '?')}; load average at "
-        f"start {machine.get('load_average')}, at end {result.get('load_average_end')}. "
-        f"Python {machine.get('python', '?')}, Kafka {settings.get('kafka_version', '?')}, "
-        f"faust-streaming {versions.get('faust-streaming')}, river {versions.get('river')}, "
-        f"confluent-kafka {versions.get('confluent-kafka')} (librdkafka "
-        f"{versions.get('librdkafka')}), aiokafka {versions.get('aiokafka')}."
-    )
-    out.append("")
-    shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "kafka_version")
-    out += [f"Settings: {shown}.", "", render_soak(result), ""]
+    out = report_header(result, "streamproc bench --soak")
+    out += [render_soak(result), ""]
     checks = result.get("checks", [])
     failed = [c for c in checks if not c.get("ok")]
     if checks:
@@ -545,13 +526,7 @@ def run_soak(settings: Settings, options: BenchOptions, progress: Progress) -> d
             peak = peak_rss_bytes(pid)
             counts = session.output_counts()
     finally:
-        if options.external and reached:
-            removed = delete_topics(settings, bench_id)
-            if removed:
-                progress.say(f"deleted the bench's {len(removed)} topics")
-        elif cluster is not None:
-            progress.say("stopping the bench's Kafka ...")
-            stop_kafka(cluster.data_dir, wipe=True)
+        release_kafka(settings, options, cluster, bench_id, reached=reached, progress=progress)
 
     checkpoints = [c.as_dict() for c in tracker.checkpoints]
     summary = summarize_soak(checkpoints, events=events, elapsed_s=elapsed, peak_rss_bytes=peak)
