@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import faust
@@ -54,7 +55,7 @@ def register_ingest(app: WorkerApp, settings: Settings, metrics: StreamprocMetri
     )
     changelog = seen.changelog_topic.get_topic_name()
 
-    def persist(partition: int, event_id: str, value: list[int] | None) -> None:
+    def persist(partition: int, event_id: str, value: Sequence[int] | None) -> None:
         # Written as Faust's table would write it (JSON key and value, a tombstone for a
         # deleted key, the changelog partition = the source partition), so Faust reads it
         # back when it recovers the table; but through the app's RecordSender, which is

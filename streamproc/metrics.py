@@ -53,6 +53,9 @@ LATENCY_BUCKETS = (
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 )  # fmt: skip
 
+#: Young collections take well under a millisecond; full ones grow with the live objects.
+GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
 COUNTER_NAMES = (
     "streamproc_records_in_total",
     "streamproc_records_out_total",
@@ -82,6 +85,7 @@ HISTOGRAM_NAMES = (
     "streamproc_stage_seconds",
     "streamproc_event_to_prediction_seconds",
     "streamproc_process_latency_seconds",
+    "streamproc_gc_pause_seconds",
 )
 #: Every metric family streamproc exports, as PromQL names it (histograms by their base name).
 METRIC_NAMES = tuple(sorted(COUNTER_NAMES + GAUGE_NAMES + HISTOGRAM_NAMES))
@@ -151,6 +155,7 @@ class StreamprocMetrics:
     assigned_partitions: Gauge
     worker_up: Gauge
     build_info: Gauge
+    gc_pause_seconds: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamprocMetrics:
@@ -301,6 +306,12 @@ class StreamprocMetrics:
                 "streamproc_build_info",
                 "Always 1; the version label says which streamproc this process runs.",
                 ["version"], registry=reg,
+            ),
+            gc_pause_seconds=Histogram(
+                "streamproc_gc_pause_seconds",
+                "Python garbage collections of the worker process and how long each held it "
+                "(every agent waits meanwhile), seconds, by generation (2 = full).",
+                ["generation"], buckets=GC_PAUSE_BUCKETS, registry=reg,
             ),
         )  # fmt: skip
         metrics.build_info.labels(version=__version__).set(1)

@@ -32,6 +32,7 @@ def _touch_every_series(m: StreamprocMetrics) -> None:
     m.stage_seconds.labels(stage="ingest").observe(0.01)
     m.event_to_prediction_seconds.observe(1.5)
     m.process_latency_seconds.observe(0.02)
+    m.gc_pause_seconds.labels(generation="2").observe(0.03)
     m.predictions.labels(model="engagement").inc()
     m.model_quality.labels(model="engagement", version="3", metric="roc_auc", window="all").set(0.8)
     m.model_version.labels(model="engagement", partition="0").set(3)
