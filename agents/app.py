@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from agents.credentials import broker_credentials
 from agents.observe import attach_observability
 from agents.recovery import SeekFirstTableManager
-from agents.transport import FetchWaitTransport
+from agents.transport import WorkerTransport
 from streamproc.config import Settings
 from streamproc.emit.sender import RecordSender
 from streamproc.errors import ConfigError
@@ -53,7 +53,7 @@ class WorkerApp(faust.App):
         return _FlushingProducer(self.transport, self.sender, loop=self.loop, beacon=self.beacon)
 
     def _new_transport(self) -> TransportT:
-        return FetchWaitTransport(self.conf.broker_consumer, self)
+        return WorkerTransport(self.conf.broker_consumer, self)
 
     def _create_directories(self) -> None:
         """Create nothing: the ``memory://`` table store keeps nothing on disk.

@@ -1,21 +1,101 @@
-"""Faust's aiokafka transport with the consumer's fetch wait taken from the settings.
+"""Faust's aiokafka transport, with two changes to its consumer.
 
-Faust 0.15 builds its worker consumer with ``fetch_max_wait_ms=1500``, fixed. aiokafka keeps
-one fetch request in flight per broker: while one waits for records of some partitions,
-records of partitions it does not cover wait too, for up to that long. The worker sets it from
-``STREAMPROC_CONSUMER_FETCH_WAIT_MS`` instead; nothing else changes.
+1. **The fetch wait from the settings.** Faust 0.15 builds its worker consumer with
+   ``fetch_max_wait_ms=1500``, fixed. aiokafka keeps one fetch request in flight per broker:
+   while one waits for records of some partitions, records of partitions it does not cover
+   wait too, for up to that long. The worker sets it from
+   ``STREAMPROC_CONSUMER_FETCH_WAIT_MS`` instead.
+
+2. **No four tasks per record.** Faust's fetch loop (``Consumer._drain_messages``) hands each
+   record to the streams with ``await self.wait_first(callback(message),
+   self.suspend_flow.wait())``: four tasks created, raced and cancelled per record (the
+   callback, the suspend-flow event, the consumer's stopped and crashed events), about 40-60
+   µs of CPU per record, for each of the two topics a worker consumes. The race only matters
+   when the callback has to wait (flow suspended for a rebalance, a stream's buffer full):
+   :func:`deliver` first runs the callback directly, and only if it suspends does it finish
+   it exactly as Faust does, in a task raced against the same events. Faust has no setting
+   for either; the loop is Faust's own otherwise, and ``tests/unit/agents/test_transport.py``
+   fails if a Faust upgrade changes the method it replaces.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, TypeVar, cast
 
 import aiokafka
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP, Message
+from mode import Service, ServiceT
 
 from streamproc.config import Settings
 
-__all__ = ["FetchWaitTransport"]
+__all__ = ["WorkerTransport", "deliver"]
+
+M = TypeVar("M")
+
+
+class _Resumed(Awaitable[Any]):
+    """The rest of a coroutine that already ran up to its first suspension.
+
+    ``first`` is what the coroutine yielded there (the future it waits for); awaiting this
+    object yields it to the running task and then drives the coroutine on, as ``await`` would
+    have, passing values and exceptions (a cancellation) through.
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # thrown in by the task: cancellation
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                value = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def deliver(
+    service: Service,
+    callback: Callable[[M], Awaitable[Any]],
+    message: M,
+    suspend_flow: asyncio.Event | Any,
+) -> None:
+    """``await service.wait_first(callback(message), suspend_flow.wait())``, minus the tasks.
+
+    The callback runs in this task until it completes or suspends. Completed (the usual case:
+    flow running, buffers not full), nothing else happens. Suspended, or the flow already
+    suspended or the service stopping, the rest runs as Faust runs all of it: in a task raced
+    against ``suspend_flow``, the service's stopped and crashed events, and cancelled if one
+    of those comes first.
+    """
+    coro = callback(message)
+    if asyncio.iscoroutine(coro) and not (
+        suspend_flow.is_set()
+        or cast(Any, service)._stopped.is_set()
+        or cast(Any, service)._crashed.is_set()
+    ):
+        try:
+            first = coro.send(None)
+        except StopIteration:
+            return
+        await service.wait_first(_Resumed(coro, first), suspend_flow.wait())
+        return
+    await service.wait_first(coro, suspend_flow.wait())
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -31,8 +111,89 @@ class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def _drain_messages(self, fetcher: ServiceT) -> None:
+        # faust-streaming 0.15.3's Consumer._drain_messages, with the per-record
+        # ``await self.wait_first(callback(message), self.suspend_flow.wait())`` replaced by
+        # ``await deliver(...)`` (same semantics, see the module docstring).
+        me = cast(Any, self)
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = me._stopped.is_set
+        fetcher_should_stop = cast(Any, fetcher)._stopped.is_set
 
-class FetchWaitTransport(driver.Transport):
-    """The aiokafka transport whose worker consumer waits ``consumer_fetch_wait_ms``."""
+        get_read_offset = me._read_offset.__getitem__
+        set_read_offset = me._read_offset.__setitem__
+        flag_consumer_fetching = CONSUMER_FETCHING
+        set_flag = self.diag.set_flag
+        unset_flag = self.diag.unset_flag
+        commit_every = me._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        suspend_flow = self.suspend_flow
+
+        yield_every = 100
+        num_since_yield = 0
+        sleep = asyncio.sleep
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(flag_consumer_fetching)
+                ait = getmany(timeout=1.0)
+
+                # Sleeping because sometimes getmany is called in a loop
+                # never releasing to the event loop
+                await self.sleep(0)
+                if not self.should_stop:
+                    tp: TP
+                    message: Message
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
+
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            gap = offset - (r_offset or 0)
+                            # We have a gap in income messages
+                            if gap > 1 and r_offset:
+                                acks_enabled = acks_enabled_for(message.topic)
+                                if acks_enabled:
+                                    await me._add_gap(tp, r_offset + 1, offset)
+                            if commit_every is not None and me._n_acked >= commit_every:
+                                me._n_acked = 0
+                                await self.commit()
+                            await deliver(self, callback, message, suspend_flow)
+                            set_read_offset(tp, offset)
+                        else:
+                            self.log.dev(
+                                "DROPPED MESSAGE ROFF %r: k=%r v=%r",
+                                offset,
+                                message.key,
+                                message.value,
+                            )
+                    unset_flag(flag_consumer_fetching)
+
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                # we're already stopping so ignore
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                # we're already stopping so ignore
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(flag_consumer_fetching)
+
+
+class WorkerTransport(driver.Transport):
+    """The aiokafka transport with the consumer described in the module docstring."""
 
     Consumer = _Consumer
