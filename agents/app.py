@@ -11,6 +11,7 @@ from faust.types import ProducerT, TransportT
 from prometheus_client import CollectorRegistry
 
 from agents.credentials import broker_credentials
+from agents.monitor import QuietMonitor
 from agents.observe import attach_observability
 from agents.recovery import SeekFirstTableManager
 from agents.transport import WorkerTransport
@@ -95,6 +96,8 @@ def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> 
         table_cleanup_interval=60.0,
         # Seek input partitions before resuming them after table recovery (see the module).
         TableManager=SeekFirstTableManager,
+        # No per-record statistics for Faust's web views, which the worker does not serve.
+        Monitor=QuietMonitor,
     )
     app.settings = settings
     wanted = {a.strip() for a in settings.agents.split(",") if a.strip()}
