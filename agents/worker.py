@@ -9,6 +9,7 @@ from faust import Worker
 from agents.app import create_app
 from streamproc.config import Settings
 from streamproc.kafka.clients import wait_for_broker
+from streamproc.memory import limit_malloc_arenas
 from streamproc.observe.gc_pauses import GcPauseWatcher, freeze_long_lived
 
 __all__ = ["run_worker"]
@@ -18,6 +19,10 @@ logger = logging.getLogger(__name__)
 
 def run_worker(settings: Settings) -> None:
     """Start a worker and block until it is stopped (SIGINT/SIGTERM)."""
+    # First: glibc fixes the arena limit when a second thread first allocates, and the broker
+    # check below starts librdkafka's threads.
+    if limit_malloc_arenas(settings.malloc_arenas):
+        logger.debug("malloc arenas limited to %d", settings.malloc_arenas)
     wait_for_broker(settings, timeout=30.0)
     app = create_app(settings)
     server = getattr(app, "status_server", None)

@@ -185,6 +185,13 @@ class Settings(BaseSettings):
         description="Longest time the broker holds a worker's fetch request open when it has "
         "no new records, ms.",
     )
+    malloc_arenas: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="glibc malloc arenas of a worker process (0 = glibc's default, 8 per core); "
+        "fewer arenas hold less freed memory.",
+    )
     batch_size: int = Field(500, ge=1, description="Events a worker takes per batch.")
     batch_within_s: float = Field(0.02, gt=0, description="Longest wait to fill a batch, seconds.")
     producer_linger_ms: int = Field(5, ge=0, description="Producer linger of the workers, ms.")
