@@ -1,10 +1,10 @@
 """Faust's aiokafka transport, with two changes to its consumer.
 
-1. **The fetch wait from the settings.** Faust 0.15 builds its worker consumer with
-   ``fetch_max_wait_ms=1500``, fixed. aiokafka keeps one fetch request in flight per broker:
-   while one waits for records of some partitions, records of partitions it does not cover
-   wait too, for up to that long. The worker sets it from
-   ``STREAMPROC_CONSUMER_FETCH_WAIT_MS`` instead.
+1. **The fetch wait and minimum from the settings.** Faust 0.15 builds its worker consumer
+   with ``fetch_max_wait_ms=1500`` and ``fetch_min_bytes=1``, fixed. aiokafka keeps one fetch
+   request in flight per broker: while one waits for records of some partitions, records of
+   partitions it does not cover wait too, for up to that long. The worker sets them from
+   ``STREAMPROC_CONSUMER_FETCH_WAIT_MS`` and ``STREAMPROC_CONSUMER_FETCH_MIN_BYTES``.
 
 2. **No four tasks per record.** Faust's fetch loop (``Consumer._drain_messages``) hands each
    record to the streams with ``await self.wait_first(callback(message),
@@ -104,6 +104,7 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         # Read by AIOKafkaConsumer.start() when it builds its Fetcher.
         settings: Settings = self.app.settings  # type: ignore[attr-defined]  # a WorkerApp
         consumer._fetch_max_wait_ms = settings.consumer_fetch_wait_ms
+        consumer._fetch_min_bytes = settings.consumer_fetch_min_bytes
         return consumer
 
 

@@ -15,20 +15,26 @@ from agents.transport import WorkerTransport, deliver
 from streamproc.config import Settings
 
 
-def test_the_worker_consumer_gets_the_fetch_wait_of_the_settings(settings: Settings) -> None:
-    async def built() -> tuple[object, int]:
+def test_the_worker_consumer_gets_fetch_wait_and_minimum_from_settings(settings: Settings) -> None:
+    async def built() -> tuple[object, int, int]:
         app = create_app(
-            settings.model_copy(update={"agents": "ingest", "consumer_fetch_wait_ms": 77})
+            settings.model_copy(
+                update={
+                    "agents": "ingest",
+                    "consumer_fetch_wait_ms": 77,
+                    "consumer_fetch_min_bytes": 8192,
+                }
+            )
         )
         consumer = app.consumer._thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
         try:
-            return app.transport, consumer._fetch_max_wait_ms
+            return app.transport, consumer._fetch_max_wait_ms, consumer._fetch_min_bytes
         finally:
             await consumer.stop()
 
-    transport, wait_ms = asyncio.run(built())
+    transport, wait_ms, min_bytes = asyncio.run(built())
     assert isinstance(transport, WorkerTransport)
-    assert wait_ms == 77
+    assert (wait_ms, min_bytes) == (77, 8192)
 
 
 # The fetch loop's per-record hand-over (agents.transport.deliver).
