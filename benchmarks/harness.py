@@ -16,7 +16,6 @@ Then, once: the in-process breakdown of the per-event cost, and with ``profile``
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import secrets
 import shutil
 import time
@@ -49,6 +48,7 @@ from streamproc.kafka.launcher import (
 )
 from streamproc.kafka.topics import delete_topics, ensure_topics
 from streamproc.learning.specs import get_model_specs
+from streamproc.observe.gc_pauses import freeze_long_lived
 
 #: Seconds each latency point sends before it measures (see benchmarks/latency.py).
 LATENCY_WARMUP_S = 2.0
@@ -283,8 +283,7 @@ def run_bench(settings: Settings, options: BenchOptions, progress: Progress) -> 
         workload = build_workload(base, options.events, seed=options.seed)
         # The workload's records live to the end: out of the collector's way, so that full
         # collections do not pause the paced producer of the latency points.
-        gc.collect()
-        gc.freeze()
+        freeze_long_lived()
         progress.say(
             f"workload: {workload.events:,} records ({workload.kinds['valid']:,} valid, "
             f"{workload.kinds['invalid']:,} invalid, {workload.kinds['duplicate']:,} duplicates; "
