@@ -9,7 +9,7 @@ from faust import Worker
 from agents.app import create_app
 from streamproc.config import Settings
 from streamproc.kafka.clients import wait_for_broker
-from streamproc.memory import limit_malloc_arenas
+from streamproc.memory import fix_malloc_thresholds, limit_malloc_arenas
 from streamproc.observe.gc_pauses import GcPauseWatcher, freeze_long_lived
 
 __all__ = ["run_worker"]
@@ -23,6 +23,8 @@ def run_worker(settings: Settings) -> None:
     # check below starts librdkafka's threads.
     if limit_malloc_arenas(settings.malloc_arenas):
         logger.debug("malloc arenas limited to %d", settings.malloc_arenas)
+    if fix_malloc_thresholds(settings.malloc_mmap_threshold):
+        logger.debug("malloc mmap and trim thresholds fixed at %d", settings.malloc_mmap_threshold)
     wait_for_broker(settings, timeout=30.0)
     app = create_app(settings)
     server = getattr(app, "status_server", None)

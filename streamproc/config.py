@@ -200,6 +200,14 @@ class Settings(BaseSettings):
         description="glibc malloc arenas of a worker process (0 = glibc's default, 8 per core); "
         "fewer arenas hold less freed memory.",
     )
+    malloc_mmap_threshold: int = Field(
+        131_072,
+        ge=0,
+        le=33_554_432,
+        description="glibc mmap and trim threshold of a worker process, bytes (0 = glibc's "
+        "default, which rises as large blocks are freed): larger blocks are returned to the "
+        "system when freed.",
+    )
     batch_size: int = Field(500, ge=1, description="Events a worker takes per batch.")
     batch_within_s: float = Field(0.02, gt=0, description="Longest wait to fill a batch, seconds.")
     producer_linger_ms: int = Field(5, ge=0, description="Producer linger of the workers, ms.")

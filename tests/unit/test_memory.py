@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from streamproc.memory import limit_malloc_arenas
+from streamproc.memory import fix_malloc_thresholds, limit_malloc_arenas
 
 
 def test_zero_leaves_the_allocator_alone() -> None:
@@ -21,3 +21,38 @@ def test_the_limit_is_set_on_glibc() -> None:
     code = "from streamproc.memory import limit_malloc_arenas as f; print(f(2))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_zero_leaves_the_thresholds_alone() -> None:
+    assert fix_malloc_thresholds(0) is False
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+@pytest.mark.parametrize(("threshold", "kept_mb"), [(0, (48, 1000)), (131072, (0, 16))])
+def test_fixed_thresholds_return_freed_large_blocks_to_the_system(
+    threshold: int, kept_mb: tuple[int, int]
+) -> None:
+    # Two freed 4 MB blocks raise glibc's default mmap threshold to 4 MB; 64 blocks of 1 MB,
+    # each followed by a 64 KB block that stays, then come from the heap, and freeing them
+    # returns nothing (the kept blocks pin the heap). With fixed thresholds each 1 MB block
+    # has its own mapping and is unmapped when freed.
+    code = f"""
+from streamproc.memory import fix_malloc_thresholds
+print(fix_malloc_thresholds({threshold}))
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+big = [bytearray(4 << 20) for _ in range(2)]
+del big
+before = rss()
+blocks, kept = [], []
+for _ in range(64):
+    blocks.append(bytearray(1 << 20))
+    kept.append(bytearray(64 << 10))
+del blocks
+print((rss() - before) >> 20)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    was_set, kept = out.stdout.split()
+    assert was_set == str(threshold > 0)
+    assert kept_mb[0] <= int(kept) < kept_mb[1]
