@@ -50,8 +50,12 @@ from streamproc.kafka.topics import delete_topics, ensure_topics
 from streamproc.learning.specs import get_model_specs
 from streamproc.observe.gc_pauses import freeze_long_lived
 
-#: Seconds each latency point sends before it measures (see benchmarks/latency.py).
+#: Each latency point's warm-up (see benchmarks/latency.py): at least this many seconds at its
+#: rate, and at least the opening of a simulated stream, where most records are plays.
 LATENCY_WARMUP_S = 2.0
+LATENCY_WARMUP_RECORDS = 8_000
+#: Records simulated past a latency point's end and not sent (a simulation's closing sessions).
+LATENCY_TAIL_RECORDS = 8_000
 
 __all__ = [
     "RESULTS_DIR",
@@ -326,15 +330,19 @@ def run_bench(settings: Settings, options: BenchOptions, progress: Progress) -> 
                         for i, fraction in enumerate(options.latency_fractions):
                             needed = int(rates[fraction] * options.latency_seconds * 1.1) + 100
                             seed = options.seed + 1000 * run + i
-                            warm = int(rates[fraction] * LATENCY_WARMUP_S * 1.1) + 100
+                            warm = max(
+                                int(rates[fraction] * LATENCY_WARMUP_S), LATENCY_WARMUP_RECORDS
+                            )
+                            stream = extra_records(
+                                base, warm + needed + LATENCY_TAIL_RECORDS, seed=seed
+                            )
                             requests.append(
                                 LatencyRequest(
                                     fraction,
                                     rates[fraction],
                                     options.latency_seconds,
-                                    extra_records(base, needed, seed=seed),
-                                    warmup_s=LATENCY_WARMUP_S,
-                                    warmup_records=extra_records(base, warm, seed=seed + 500),
+                                    stream[: warm + needed],
+                                    warmup=warm,
                                 )
                             )
                         points = measure_latency(
