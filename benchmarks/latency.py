@@ -80,6 +80,7 @@ class LatencyPoint:
     agent_latencies_ms: list[float] = field(default_factory=list)
     sent_ms: list[int] = field(default_factory=list)  # send time of each one's input record
     worker_cpu_s: float | None = None  # the workers' CPU from the first send to drained
+    warmup_sent: int = 0  # records of the warm-up, sent before ``sent`` (their CPU is counted)
 
     def by_quarter(self) -> list[float | None]:
         """p50 latency (ms) of the inputs sent in each quarter of the run, in order."""
@@ -107,7 +108,7 @@ class LatencyPoint:
             "predictions_matched": len(self.latencies_ms),
             "producer_max_behind_s": self.max_behind_s,
             "worker_cpu_us_per_event": (
-                self.worker_cpu_s / self.sent * 1e6
+                self.worker_cpu_s / (self.sent + self.warmup_sent) * 1e6
                 if self.worker_cpu_s is not None and self.sent
                 else None
             ),
@@ -195,6 +196,7 @@ def _send_paced(
         )
     session.loaded += warmup_sent + sent
     point = LatencyPoint(request.fraction, request.rate, seconds, sent, plays, pacer.max_behind_s)
+    point.warmup_sent = warmup_sent
     return point, sent_at
 
 

@@ -141,3 +141,9 @@ def test_collapsed_stacks_are_counted() -> None:
         "aiokafka producer: sending batches": 9,
         "asyncio event loop (scheduling, callbacks)": 3,
     }
+
+
+def test_paced_cpu_per_event_counts_the_warm_up_records_too() -> None:
+    # The CPU meter runs from the warm-up's first send, so the warm-up's records divide it too.
+    point = LatencyPoint(0.5, 500.0, 10.0, 5000, 600, 0.0, worker_cpu_s=2.0, warmup_sent=3000)
+    assert point.as_dict()["worker_cpu_us_per_event"] == 250.0
