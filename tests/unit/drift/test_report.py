@@ -33,7 +33,11 @@ def test_abrupt_taste_shift_is_detected_after_the_onset(settings: Settings) -> N
     assert result.detection_delay == 27_687
     assert result.first_signal == "label/adwin p3"
     assert result.challengers == 6
-    assert "taste_shift" in format_drift_report([result], [], PARAMS)
+    # 321 events from the onset to the first post-onset label; 16 such labels by 2,000 events
+    assert result.labels_by_target == 16
+    report = format_drift_report([result], [], PARAMS)
+    assert "taste_shift" in report
+    assert "within 2,000 events of the onset, all partitions: 16)" in report
 
 
 def test_river_streams_delays() -> None:
