@@ -452,6 +452,7 @@ def as_scenario_result(run: DriftRun, *, label: str, seed: int, events: int) -> 
         onset_index=run.onset_index,
         onset_position=run.onset_position,
         first_post_label=None,
+        labels_by_target=None,
         signals=[signal for signal, _ in placed],
         signal_positions=[position for _, position in placed],
         detection_delay=run.detection_delay,
