@@ -10,6 +10,7 @@ from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
 from faust.types import ProducerT, TransportT
 from prometheus_client import CollectorRegistry
 
+from agents.batches import BatchTopic
 from agents.credentials import broker_credentials
 from agents.monitor import QuietMonitor
 from agents.observe import attach_observability
@@ -20,7 +21,10 @@ from streamproc.emit.sender import RecordSender
 from streamproc.errors import ConfigError
 from streamproc.metrics import StreamprocMetrics
 
-__all__ = ["WorkerApp", "create_app"]
+__all__ = ["BATCHES_QUEUED", "WorkerApp", "create_app"]
+
+#: Batches (one partition's records of one fetch each) a batch topic's channel holds.
+BATCHES_QUEUED = 4
 
 
 class _FlushingProducer(AIOKafkaProducer):
@@ -44,6 +48,26 @@ class WorkerApp(faust.App):
     """faust.App whose agents write their output through one :class:`RecordSender`."""
 
     settings: Settings
+
+    #: Topics whose records the consumer hands on a fetch at a time (:mod:`agents.batches`).
+    batch_topics: set[str]
+
+    def batch_topic(self, name: str) -> BatchTopic:
+        """A :class:`BatchTopic` of raw records, read a fetch at a time by its agent.
+
+        Its channel holds at most :data:`BATCHES_QUEUED` batches: with the batch being
+        processed and aiokafka's prefetched records, that bounds what a worker holds.
+        """
+        self.batch_topics.add(name)
+        return BatchTopic(
+            self,
+            topics=[name],
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            maxsize=BATCHES_QUEUED,
+        )
 
     @cached_property
     def sender(self) -> RecordSender:
@@ -100,6 +124,7 @@ def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> 
         Monitor=QuietMonitor,
     )
     app.settings = settings
+    app.batch_topics = set()
     wanted = {a.strip() for a in settings.agents.split(",") if a.strip()}
     unknown = wanted - {"ingest", "model"}
     if unknown or not wanted:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import faust
 import orjson
 from mode.supervisors import CrashingSupervisor
 
+from agents.batches import RecordBatch
 from streamproc.config import Settings
 from streamproc.ingest.dedupe import Deduplicator
 from streamproc.ingest.process import IngestProcessor
@@ -38,16 +39,11 @@ logger = logging.getLogger(__name__)
 def register_ingest(app: WorkerApp, settings: Settings, metrics: StreamprocMetrics) -> None:
     """Declare the ingest agent, its topics and its de-duplication table on ``app``."""
     schemas = load_schemas(settings.schemas_path)
-    input_topic = app.topic(
-        settings.topic_input,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    input_topic = app.batch_topic(settings.topic_input)
     valid_topic = settings.topic_valid
     dlq_topic = settings.topic_dlq
     sender = app.sender
+    send = sender.send
     seen = app.Table(
         "ingest-seen-event-ids",
         partitions=settings.partitions,
@@ -81,47 +77,48 @@ def register_ingest(app: WorkerApp, settings: Settings, metrics: StreamprocMetri
     dead_letters = metrics.dead_letters
     duplicates = metrics.duplicates
 
-    async def ingest(stream: faust.StreamT[Any]) -> None:
+    async def ingest(stream: faust.StreamT[RecordBatch]) -> None:
         """Validate viewing events; dead-letter the bad, drop duplicates."""
-        # Faust hands agents a faust.Stream; its StreamT interface does not declare take_events.
-        batches = cast("faust.Stream[Any]", stream).take_events(
-            settings.batch_size, within=settings.batch_within_s
-        )
-        async for events in batches:
+        # Each event is one partition's records of one fetch (agents.batches).
+        async for batch in stream:
             started = time.perf_counter()
             now_ms = int(time.time() * 1000)
-            records_in.inc(len(events))
-            for event in events:
-                msg = event.message
+            records_in.inc(len(batch))
+            valid = dead = 0
+            for record in batch:
+                timestamp_ms = record.timestamp if record.timestamp > 0 else None
                 outcome = processor.process(
-                    msg.value,
-                    msg.key,
-                    msg.topic,
-                    msg.partition,
-                    msg.offset,
-                    int(msg.timestamp * 1000) if msg.timestamp else None,
+                    record.value,
+                    record.key,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    timestamp_ms,
                     now_ms,
                 )
                 if outcome.kind == "valid":
                     # The valid record keeps the input record's timestamp (the producer's
                     # send time), so the model stage can measure produce-to-prediction latency.
-                    sender.send(
+                    send(
                         valid_topic,
                         outcome.value,
                         outcome.key,
                         headers=outcome.headers,
-                        timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else 0,
+                        timestamp_ms=timestamp_ms or 0,
                     )
-                    valid_out.inc()
+                    valid += 1
                 elif outcome.kind == "dead":
                     dead_letters.labels(reason=outcome.reason or "unknown").inc()
                     logger.debug("dead-lettered %s", outcome.message)
-                    sender.send(dlq_topic, outcome.value, outcome.key, headers=outcome.headers)
-                    dead_out.inc()
+                    send(dlq_topic, outcome.value, outcome.key, headers=outcome.headers)
+                    dead += 1
                 else:
                     duplicates.inc()
+            valid_out.inc(valid)
+            if dead:
+                dead_out.inc(dead)
             sender.poll()  # delivery reports; raises if a record was refused
-            stage.observe((time.perf_counter() - started) / len(events))
+            stage.observe((time.perf_counter() - started) / len(batch))
 
     # An agent that raises ends the worker (exit 1) instead of being restarted in place:
     # Faust's restarted agent does not get the records its predecessor had fetched, so the

@@ -8,12 +8,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import faust
 from confluent_kafka import KafkaException
 from mode.supervisors import CrashingSupervisor
 
+from agents.batches import RecordBatch
 from agents.drift import ControlFollower, SignalSink
 from streamproc.config import Settings
 from streamproc.drift.partition import PartitionDrift, parse_detector_choice
@@ -252,55 +253,51 @@ def register_model(app: WorkerApp, settings: Settings, metrics: StreamprocMetric
     to_prediction = metrics.event_to_prediction_seconds
     latency_hist = metrics.process_latency_seconds
     predictions_by_model = {s.name: metrics.predictions.labels(model=s.name) for s in runtime.specs}
-    valid_topic = app.topic(settings.topic_valid, key_serializer="raw", value_serializer="raw")
+    valid_topic = app.batch_topic(settings.topic_valid)
     predictions_topic = settings.topic_predictions
     dlq_topic = settings.topic_dlq
     send = runtime.sender.send
+    decode = runtime.decoder.decode
     encode_prediction: Callable[[dict[str, Any]], bytes] = runtime.prediction_encoder.encode
 
-    async def score(stream: faust.StreamT[Any]) -> None:
+    async def score(stream: faust.StreamT[RecordBatch]) -> None:
         """Predict at each play; learn when sessions end."""
-        # Faust hands agents a faust.Stream; its StreamT interface does not declare take_events.
-        batches = cast("faust.Stream[Any]", stream).take_events(
-            settings.batch_size, within=settings.batch_within_s
-        )
-        async for events in batches:
+        # Each event is one partition's records of one fetch (agents.batches).
+        async for batch in stream:
             started = time.perf_counter()
-            records_in.inc(len(events))
-            first: dict[int, int] = {}
-            for event in events:
-                first.setdefault(event.message.partition, event.message.offset)
-            await runtime.ensure(first)
-            for event in events:
-                msg = event.message
-                partition, offset = msg.partition, msg.offset
-                if offset < runtime.next_offset.get(partition, 0):
+            records_in.inc(len(batch))
+            partition = batch[0].partition
+            await runtime.ensure({partition: batch.first_offset})
+            drift = runtime.drifts[partition]
+            skip_below = runtime.next_offset.get(partition, 0)
+            for record in batch:
+                offset = record.offset
+                if offset < skip_below:
                     continue  # already covered by the restored snapshot
-                drift = runtime.drifts[partition]
                 runtime.next_offset[partition] = offset + 1
                 runtime.since_snapshot[partition] += 1
                 try:
-                    decoded = runtime.decoder.decode(msg.value or b"")
+                    decoded = decode(record.value or b"")
                     outs, signals = drift.process(decoded.event, offset=offset)
                 except EventError as exc:
-                    exc.at(f"{msg.topic}[{partition}]@{offset}")
+                    exc.at(f"{record.topic}[{partition}]@{offset}")
                     metrics.dead_letters.labels(reason=exc.reason).inc()
                     logger.warning("model stage rejected %s", exc)
                     value = build_dead_letter(
                         runtime.dead_encoder,
-                        msg.value,
-                        msg.key,
-                        msg.topic,
+                        record.value,
+                        record.key,
+                        record.topic,
                         partition,
                         offset,
-                        int(msg.timestamp * 1000) if msg.timestamp else None,
+                        record.timestamp if record.timestamp > 0 else None,
                         int(time.time() * 1000),
                         exc,
                     )
-                    send(dlq_topic, value, msg.key)
+                    send(dlq_topic, value, record.key)
                     continue
                 if outs:
-                    send_predictions(msg, partition, outs)
+                    send_predictions(record, partition, outs)
                 if signals:
                     # After the predictions: the snapshot flushes both, and covers this
                     # event, so a restart neither repeats these signals nor loses a
@@ -308,7 +305,7 @@ def register_model(app: WorkerApp, settings: Settings, metrics: StreamprocMetric
                     await runtime.signals.send(signals)
                     await runtime.snapshot([partition], reason="drift signal")
             runtime.sender.poll()  # delivery reports; raises if a record was refused
-            stage.observe((time.perf_counter() - started) / len(events))
+            stage.observe((time.perf_counter() - started) / len(batch))
             due = runtime.due()
             if due:
                 # One partition per batch: a snapshot holds the event loop for about 30 ms,
@@ -316,21 +313,22 @@ def register_model(app: WorkerApp, settings: Settings, metrics: StreamprocMetric
                 # stalled both agents for 0.2 s, the worst of the latency tail).
                 await runtime.snapshot(due[:1], reason="interval")
 
-    def send_predictions(msg: Any, partition: int, outs: Sequence[PredictionOut]) -> None:
-        """Send the predictions of one event."""
+    def send_predictions(record: Any, partition: int, outs: Sequence[PredictionOut]) -> None:
+        """Send the predictions of one event (``record``: an aiokafka ConsumerRecord)."""
         now = time.time()
         now_ms = int(now * 1000)
-        latency = max(0.0, now - msg.timestamp) if msg.timestamp else 0.0
-        fingerprint = _writer_fingerprint(msg.headers)
+        sent_ms = record.timestamp
+        latency = max(0.0, now - sent_ms / 1000) if sent_ms > 0 else 0.0
+        fingerprint = _writer_fingerprint(record.headers)
         for out in outs:
-            record = prediction_record(
+            prediction = prediction_record(
                 out,
                 partition=partition,
                 predicted_at_ms=now_ms,
                 latency_s=latency,
                 input_fingerprint=fingerprint,
             )
-            send(predictions_topic, encode_prediction(record), msg.key)
+            send(predictions_topic, encode_prediction(prediction), record.key)
             predictions_by_model[out.model].inc()
             predictions_out.inc()
             to_prediction.observe(max(0.0, now - out.event_time / 1000))

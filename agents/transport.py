@@ -16,12 +16,22 @@
    it exactly as Faust does, in a task raced against the same events. Faust has no setting
    for either; the loop is Faust's own otherwise, and ``tests/unit/agents/test_transport.py``
    fails if a Faust upgrade changes the method it replaces.
+
+3. **A fetch at a time for batch topics.** Records of a :class:`~agents.batches.BatchTopic`
+   (the worker's input and valid topics) reach the agent as one message per partition per
+   fetch, carrying a :class:`~agents.batches.RecordBatch` (:mod:`agents.batches`); Faust's
+   per-record message, event, queueing and acknowledgement then happen once per batch.
+   The batch's message has its last record's offset; the offsets before it are registered
+   as a gap (Faust's own mechanism for offsets without a record), which Faust's commit
+   counts as acknowledged once an offset after it is: the commits are those the per-record
+   path would make, after the agent has processed the batch. Records of other topics
+   (table changelogs during recovery) take Faust's per-record path, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar, cast
 
 import aiokafka
@@ -30,6 +40,7 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, Message
 from mode import Service, ServiceT
 
+from agents.batches import RecordBatch, batch_message
 from streamproc.config import Settings
 
 __all__ = ["WorkerTransport", "deliver"]
@@ -112,13 +123,56 @@ class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def getmany_batched(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Faust's ``Consumer.getmany``, with one message per partition of a batch topic.
+
+        The records of partitions of topics in ``app.batch_topics`` come first, each
+        partition's as one :func:`~agents.batches.batch_message`; the others follow one
+        message per record in Faust's round-robin order. The checks are Faust's: nothing is
+        handed on while the flow is suspended (a rebalance), after the consumer generation
+        changed, or for a partition that is neither active nor buffered.
+        """
+        me = cast(Any, self)
+        records, active_partitions = await me._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            return  # the records are fetched again after the rebalance's seek
+        batch_topics = cast(Any, self.app).batch_topics
+        buffered = me._buffered_partitions
+        singles: dict[TP, Any] = {}
+
+        def wanted(tp: TP) -> bool:
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                return False
+            return active_partitions is None or tp in active_partitions or tp in buffered
+
+        for tp, fetched in records.items():
+            if tp.topic not in batch_topics:
+                singles[tp] = fetched
+                continue
+            if not fetched:
+                continue
+            if not wanted(tp):
+                return
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            yield tp, batch_message(tp, fetched, generation_id)
+        if singles:
+            to_message = self._to_message
+            for tp, record in self.scheduler.iterate(singles):
+                if not wanted(tp):
+                    return
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, to_message(tp, record)
+
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         # faust-streaming 0.15.3's Consumer._drain_messages, with the per-record
         # ``await self.wait_first(callback(message), self.suspend_flow.wait())`` replaced by
         # ``await deliver(...)`` (same semantics, see the module docstring).
         me = cast(Any, self)
         callback = self.callback
-        getmany = self.getmany
+        getmany = self.getmany_batched
         consumer_should_stop = me._stopped.is_set
         fetcher_should_stop = cast(Any, fetcher)._stopped.is_set
 
@@ -154,13 +208,28 @@ class _Consumer(driver.Consumer):
 
                         offset = message.offset
                         r_offset = get_read_offset(tp)
+                        batch: Any = message.value
+                        if type(batch) is RecordBatch:
+                            # Faust's test per record: drop those before the read offset.
+                            if r_offset is not None and batch.first_offset < r_offset:
+                                batch[:] = [r for r in batch if r.offset >= r_offset]
+                                if not batch:
+                                    continue
+                            first = batch.first_offset
+                        else:
+                            first = offset
                         if r_offset is None or offset >= r_offset:
-                            gap = offset - (r_offset or 0)
+                            gap = first - (r_offset or 0)
                             # We have a gap in income messages
                             if gap > 1 and r_offset:
                                 acks_enabled = acks_enabled_for(message.topic)
                                 if acks_enabled:
-                                    await me._add_gap(tp, r_offset + 1, offset)
+                                    await me._add_gap(tp, r_offset + 1, first)
+                            if first < offset and acks_enabled_for(message.topic):
+                                # A batch: its message is acknowledged at its last offset;
+                                # Faust commits the offsets before it as it commits a gap,
+                                # once an offset after them is acknowledged.
+                                await me._add_gap(tp, first, offset - 1)
                             if commit_every is not None and me._n_acked >= commit_every:
                                 me._n_acked = 0
                                 await self.commit()

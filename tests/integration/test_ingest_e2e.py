@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +27,22 @@ pytestmark = pytest.mark.integration
 SNAPSHOT_KEY = "test:0123456789abcdef"
 
 
-def _publish(settings: Settings, params: SimParams) -> tuple[Manifest, set[str]]:
+def _publish(
+    settings: Settings, params: SimParams, *, rate: float | None = None
+) -> tuple[Manifest, set[str]]:
+    """Publish the simulated stream; at most ``rate`` records a second if given."""
     simulation = simulate_events(params, settings)
     valid_ids: set[str] = set()
+    started = time.monotonic()
     with EventProducer(settings) as producer:
-        for record in simulation:
+        for i, record in enumerate(simulation):
             producer.send_raw(record.key, record.value)
             if record.kind == "valid" and record.event_id is not None:
                 valid_ids.add(record.event_id)
+            if rate is not None and i % 100 == 99:
+                ahead = (i + 1) / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
         assert producer.flush(60.0) == 0
     return simulation.manifest, valid_ids
 
@@ -100,26 +109,38 @@ def test_sigkill_mid_run_loses_nothing(
 ) -> None:
     settings = make_settings(agents="ingest", snapshot_keys=SNAPSHOT_KEY, metrics_port=0)
     ensure_topics(settings)
-    manifest, valid_ids = _publish(settings, _params(seed=12))
-    total = manifest.counts["records"]
-
+    # Records keep arriving (3,000 a second) while the worker runs, so that it is killed
+    # mid-stream however fast it is.
     first = spawn_worker(settings, "worker-1")
-    deadline = time.monotonic() + 180
-    done = 0
-    while done < total * 0.3:  # kill once about a third is committed: mid-run
-        assert first.alive(), first.log_tail()
-        assert time.monotonic() < deadline, f"no progress: {done}/{total}\n{first.log_tail()}"
-        try:
-            rows = consumer_lag(
-                settings, settings.app_id, topics=[settings.topic_input], with_seconds=False
-            )
-        except KafkaError:
-            continue  # the coordinator may still be loading
-        done = sum((r.committed or 0) for r in rows)
-        time.sleep(0.2)
-    first.kill()
-    assert done < total, "the worker finished before it could be killed"
+    with ThreadPoolExecutor(1) as pool:
+        published = pool.submit(_publish, settings, _params(seed=12), rate=3_000)
+        total = _params(seed=12).n_events  # valid events; the stream has more records
+        _kill_when_a_third_is_committed(settings, first, total)
+        manifest, valid_ids = published.result(timeout=240)
+    total = manifest.counts["records"]
+    assert _committed(settings) < total, "the worker finished before it could be killed"
 
     with spawn_worker(settings, "worker-2") as second:
         wait_for_catch_up(settings, [settings.topic_input], timeout=240, workers=[second])
     _check_books(settings, manifest, valid_ids)
+
+
+def _committed(settings: Settings) -> int:
+    rows = consumer_lag(
+        settings, settings.app_id, topics=[settings.topic_input], with_seconds=False
+    )
+    return sum((r.committed or 0) for r in rows)
+
+
+def _kill_when_a_third_is_committed(settings: Settings, worker: Any, total: int) -> None:
+    deadline = time.monotonic() + 180
+    done = 0
+    while done < total * 0.3:  # kill once about a third is committed: mid-run
+        assert worker.alive(), worker.log_tail()
+        assert time.monotonic() < deadline, f"no progress: {done}/{total}\n{worker.log_tail()}"
+        try:
+            done = _committed(settings)
+        except KafkaError:
+            continue  # the coordinator may still be loading
+        time.sleep(0.2)
+    worker.kill()
