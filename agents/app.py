@@ -110,7 +110,14 @@ def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> 
         producer_acks=-1,
         # A short fetch wait keeps produce-to-output latency low at light load.
         consumer_max_fetch_size=1_048_576,
+        # Records handed on per fetch, all partitions together (agents.batches).
+        broker_max_poll_records=settings.batch_size or None,
         broker_commit_interval=1.0,
+        # Commit on the interval only. Faust also commits from its fetch loop after this many
+        # acknowledged offsets, and that commit (which first waits for every output record to
+        # be acknowledged) holds the loop: with batches, every 10,000 (the default) came
+        # several times a second and stalled both agents' input.
+        broker_commit_every=1 << 40,
         # A crashed worker's partitions move to the others within seconds, not a minute.
         broker_session_timeout=settings.consumer_session_timeout_ms / 1000,
         broker_heartbeat_interval=min(3.0, settings.consumer_session_timeout_ms / 3000),

@@ -11,7 +11,7 @@ import faust
 import orjson
 from mode.supervisors import CrashingSupervisor
 
-from agents.batches import RecordBatch
+from agents.batches import RecordBatch, acknowledge_batch
 from streamproc.config import Settings
 from streamproc.ingest.dedupe import Deduplicator
 from streamproc.ingest.process import IngestProcessor
@@ -79,7 +79,8 @@ def register_ingest(app: WorkerApp, settings: Settings, metrics: StreamprocMetri
 
     async def ingest(stream: faust.StreamT[RecordBatch]) -> None:
         """Validate viewing events; dead-letter the bad, drop duplicates."""
-        # Each event is one partition's records of one fetch (agents.batches).
+        # Each event is the input topic's records of one fetch (agents.batches).
+        consumer = app.consumer
         async for batch in stream:
             started = time.perf_counter()
             now_ms = int(time.time() * 1000)
@@ -118,6 +119,7 @@ def register_ingest(app: WorkerApp, settings: Settings, metrics: StreamprocMetri
             if dead:
                 dead_out.inc(dead)
             sender.poll()  # delivery reports; raises if a record was refused
+            acknowledge_batch(consumer, batch)
             stage.observe((time.perf_counter() - started) / len(batch))
 
     # An agent that raises ends the worker (exit 1) instead of being restarted in place:

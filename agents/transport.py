@@ -18,14 +18,15 @@
    fails if a Faust upgrade changes the method it replaces.
 
 3. **A fetch at a time for batch topics.** Records of a :class:`~agents.batches.BatchTopic`
-   (the worker's input and valid topics) reach the agent as one message per partition per
-   fetch, carrying a :class:`~agents.batches.RecordBatch` (:mod:`agents.batches`); Faust's
-   per-record message, event, queueing and acknowledgement then happen once per batch.
-   The batch's message has its last record's offset; the offsets before it are registered
-   as a gap (Faust's own mechanism for offsets without a record), which Faust's commit
-   counts as acknowledged once an offset after it is: the commits are those the per-record
-   path would make, after the agent has processed the batch. Records of other topics
-   (table changelogs during recovery) take Faust's per-record path, as before.
+   (the worker's input and valid topics) reach the agent as one message per topic per
+   fetch, carrying a :class:`~agents.batches.RecordBatch` of the records in Faust's own
+   round-robin order (:mod:`agents.batches`); Faust's per-record message, event, queueing
+   and acknowledgement then happen once per batch. The stream acknowledges the batch's
+   message (its last record's partition and offset); the agent acknowledges every other
+   offset when it has processed the batch (:func:`~agents.batches.acknowledge_batch`), so
+   the commits are those the per-record path would make. Read offsets and gaps are kept
+   per partition as Faust keeps them. Records of other topics (table changelogs during
+   recovery) take Faust's per-record path, as before.
 """
 
 from __future__ import annotations
@@ -124,13 +125,14 @@ class _Consumer(driver.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def getmany_batched(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        """Faust's ``Consumer.getmany``, with one message per partition of a batch topic.
+        """Faust's ``Consumer.getmany``, with one message per batch topic per fetch.
 
-        The records of partitions of topics in ``app.batch_topics`` come first, each
-        partition's as one :func:`~agents.batches.batch_message`; the others follow one
-        message per record in Faust's round-robin order. The checks are Faust's: nothing is
-        handed on while the flow is suspended (a rebalance), after the consumer generation
-        changed, or for a partition that is neither active nor buffered.
+        The records of the topics in ``app.batch_topics`` come first, each topic's as one
+        :func:`~agents.batches.batch_message` whose records are in Faust's round-robin
+        order; the others follow one message per record in that order too. The checks are
+        Faust's: nothing is handed on while the flow is suspended (a rebalance), after the
+        consumer generation changed, or for a partition that is neither active nor
+        buffered; records before a partition's read offset are dropped as already handed on.
         """
         me = cast(Any, self)
         records, active_partitions = await me._wait_next_records(timeout)
@@ -141,30 +143,42 @@ class _Consumer(driver.Consumer):
             return  # the records are fetched again after the rebalance's seek
         batch_topics = cast(Any, self.app).batch_topics
         buffered = me._buffered_partitions
+        read_offset = me._read_offset
         singles: dict[TP, Any] = {}
+        batched: dict[str, dict[TP, Any]] = {}
 
         def wanted(tp: TP) -> bool:
-            if not self.flow_active or self.app.consumer_generation_id != generation_id:
-                return False
             return active_partitions is None or tp in active_partitions or tp in buffered
+
+        def flowing() -> bool:
+            return self.flow_active and self.app.consumer_generation_id == generation_id
 
         for tp, fetched in records.items():
             if tp.topic not in batch_topics:
                 singles[tp] = fetched
-                continue
-            if not fetched:
-                continue
-            if not wanted(tp):
+            elif fetched and wanted(tp):
+                r_offset = read_offset[tp]
+                if r_offset is not None and fetched[0].offset < r_offset:
+                    fetched = [r for r in fetched if r.offset >= r_offset]  # Faust's test
+                if fetched:
+                    batched.setdefault(tp.topic, {})[tp] = fetched
+        for per_partition in batched.values():
+            if not flowing():
                 return
-            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-            yield tp, batch_message(tp, fetched, generation_id)
+            spans = {tp: (rs[0].offset, rs[-1].offset) for tp, rs in per_partition.items()}
+            batch = RecordBatch((r for _, r in self.scheduler.iterate(per_partition)), spans)
+            for tp in per_partition:
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            message = batch_message(batch, generation_id)
+            yield message.tp, message
         if singles:
             to_message = self._to_message
             for tp, record in self.scheduler.iterate(singles):
-                if not wanted(tp):
+                if not flowing():
                     return
-                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-                yield tp, to_message(tp, record)
+                if wanted(tp):
+                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    yield tp, to_message(tp, record)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         # faust-streaming 0.15.3's Consumer._drain_messages, with the per-record
@@ -207,29 +221,30 @@ class _Consumer(driver.Consumer):
                             num_since_yield = 0
 
                         offset = message.offset
-                        r_offset = get_read_offset(tp)
                         batch: Any = message.value
                         if type(batch) is RecordBatch:
-                            # Faust's test per record: drop those before the read offset.
-                            if r_offset is not None and batch.first_offset < r_offset:
-                                batch[:] = [r for r in batch if r.offset >= r_offset]
-                                if not batch:
-                                    continue
-                            first = batch.first_offset
-                        else:
-                            first = offset
+                            # A batch: read offsets and gaps per partition, as Faust's
+                            # per-record loop keeps them.
+                            for btp, (first, _) in batch.spans.items():
+                                r_offset = get_read_offset(btp)
+                                gap = first - (r_offset or 0)
+                                if gap > 1 and r_offset and acks_enabled_for(btp.topic):
+                                    await me._add_gap(btp, r_offset + 1, first)
+                            if commit_every is not None and me._n_acked >= commit_every:
+                                me._n_acked = 0
+                                await self.commit()
+                            await deliver(self, callback, message, suspend_flow)
+                            for btp, (_, last) in batch.spans.items():
+                                set_read_offset(btp, last)
+                            continue
+                        r_offset = get_read_offset(tp)
                         if r_offset is None or offset >= r_offset:
-                            gap = first - (r_offset or 0)
+                            gap = offset - (r_offset or 0)
                             # We have a gap in income messages
                             if gap > 1 and r_offset:
                                 acks_enabled = acks_enabled_for(message.topic)
                                 if acks_enabled:
-                                    await me._add_gap(tp, r_offset + 1, first)
-                            if first < offset and acks_enabled_for(message.topic):
-                                # A batch: its message is acknowledged at its last offset;
-                                # Faust commits the offsets before it as it commits a gap,
-                                # once an offset after them is acknowledged.
-                                await me._add_gap(tp, first, offset - 1)
+                                    await me._add_gap(tp, r_offset + 1, offset)
                             if commit_every is not None and me._n_acked >= commit_every:
                                 me._n_acked = 0
                                 await self.commit()

@@ -438,7 +438,6 @@ def _settings_used(
         "agents": "ingest,model",
         "models": settings.models,
         "batch_size": settings.batch_size,
-        "batch_within_s": settings.batch_within_s,
         "producer_linger_ms": settings.producer_linger_ms,
         "log_level": settings.log_level,
         "output_format": settings.output_format,

@@ -565,7 +565,6 @@ def run_soak(settings: Settings, options: BenchOptions, progress: Progress) -> d
             "models": ms.models,
             "partitions": ms.partitions,
             "batch_size": ms.batch_size,
-            "batch_within_s": ms.batch_within_s,
             "log_level": ms.log_level,
             "snapshot_every_events": ms.snapshot_every_events,
             "dedupe_window_s": getattr(ms, "dedupe_window_s", None),

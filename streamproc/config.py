@@ -208,8 +208,17 @@ class Settings(BaseSettings):
         "default, which rises as large blocks are freed): larger blocks are returned to the "
         "system when freed.",
     )
-    batch_size: int = Field(500, ge=1, description="Events a worker takes per batch.")
-    batch_within_s: float = Field(0.02, gt=0, description="Longest wait to fill a batch, seconds.")
+    batch_size: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Most records a worker's consumer hands on per fetch, all partitions together "
+            "(0: all it fetched, up to 1 MiB per partition); each topic's records of a fetch "
+            "reach its agent as one batch, round-robin over the partitions. A limit is taken "
+            "from one partition before the next, which changes the order the ingest agent "
+            "writes valid records of different input partitions in."
+        ),
+    )
     producer_linger_ms: int = Field(5, ge=0, description="Producer linger of the workers, ms.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level of the worker and CLI."

@@ -11,7 +11,9 @@ __all__ = ["command"]
 
 @click.command("worker")
 @click.option("--app-id", help="Consumer group and state prefix [env STREAMPROC_APP_ID].")
-@click.option("--batch-size", type=int, help="Events taken per batch [env STREAMPROC_BATCH_SIZE].")
+@click.option(
+    "--batch-size", type=int, help="Most records handed on per fetch [env STREAMPROC_BATCH_SIZE]."
+)
 @click.pass_context
 def command(ctx: click.Context, app_id: str | None, batch_size: int | None) -> None:
     """Run a worker: the ingest agent (and the model agent once enabled).

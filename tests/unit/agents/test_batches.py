@@ -11,7 +11,7 @@ from faust.types import TP
 from pydantic import SecretStr
 
 from agents.app import BATCHES_QUEUED, create_app
-from agents.batches import BatchTopic, RecordBatch, batch_message
+from agents.batches import BatchTopic, RecordBatch, acknowledge_batch, batch_message
 from streamproc.config import Settings
 
 
@@ -38,13 +38,20 @@ def _record(
     )
 
 
-def test_a_batch_message_carries_the_records_at_the_last_offset() -> None:
-    tp = TP("in", 3)
-    message = batch_message(tp, [_record("in", 3, o) for o in (10, 11, 13)], generation_id=7)
-    assert isinstance(message.value, RecordBatch)
-    assert [r.offset for r in message.value] == [10, 11, 13]
-    assert (message.value.first_offset, message.value.last_offset) == (10, 13)
-    assert (message.tp, message.offset, message.generation_id) == (tp, 13, 7)
+def _batch(tp: TP, offsets: range | list[int]) -> RecordBatch:
+    records = [_record(tp.topic, tp.partition, o) for o in offsets]
+    return RecordBatch(records, {tp: (records[0].offset, records[-1].offset)})
+
+
+def test_a_batch_message_is_its_last_records() -> None:
+    a, b = TP("in", 3), TP("in", 4)
+    batch = RecordBatch(
+        [_record("in", 3, 10), _record("in", 4, 7), _record("in", 3, 11), _record("in", 3, 13)],
+        {a: (10, 13), b: (7, 7)},
+    )
+    message: Any = batch_message(batch, generation_id=7)
+    assert message.value is batch
+    assert (message.tp, message.offset, message.generation_id) == (a, 13, 7)
     assert message.timestamp == (1_700_000_000_000 + 13) / 1000
 
 
@@ -61,7 +68,7 @@ def test_the_agents_topics_are_batch_topics_with_a_short_queue(settings: Setting
 def test_a_batch_topic_passes_the_batch_through_as_the_event_value(settings: Settings) -> None:
     app = create_app(settings.model_copy(update={"agents": "ingest"}))
     topic = app.batch_topic(settings.topic_input)
-    message = batch_message(TP(settings.topic_input, 0), [_record("in", 0, 5)], 1)
+    message = batch_message(_batch(TP(settings.topic_input, 0), [5]), 1)
     event = asyncio.run(topic.decode(message))
     assert event.value is message.value
     assert event.message is message
@@ -77,31 +84,43 @@ class _Fetched:
         return self.records, set(self.records)
 
 
-def test_the_fetch_yields_one_message_per_batch_partition_and_one_per_other_record(
+def test_the_fetch_yields_one_message_per_batch_topic_in_faust_order(
     settings: Settings,
 ) -> None:
     app = create_app(settings)
     consumer: Any = app.consumer
-    valid = TP(settings.topic_valid, 1)
+    v1, v2 = TP(settings.topic_valid, 1), TP(settings.topic_valid, 2)
     changelog = TP("some-changelog", 0)
     fetched = {
-        valid: [_record(valid.topic, 1, o) for o in range(40, 45)],
+        v1: [_record(v1.topic, 1, o) for o in range(40, 45)],
+        v2: [_record(v2.topic, 2, o) for o in range(7, 9)],
         changelog: [_record(changelog.topic, 0, o) for o in range(2)],
     }
     consumer._wait_next_records = _Fetched(fetched)
     consumer.highwater = lambda tp: 0  # the consumer thread is not started here
     consumer.flow_active = True
+    consumer._read_offset[v1] = 41  # 40 and 41 were handed on before: dropped as Faust does
 
     async def collect() -> list[tuple[TP, Any]]:
         return [item async for item in consumer.getmany_batched(timeout=0.1)]
 
     got = asyncio.run(collect())
     assert [(tp, m.offset, type(m.value).__name__) for tp, m in got] == [
-        (valid, 44, "RecordBatch"),
+        (v1, 44, "RecordBatch"),
         (changelog, 0, "bytes"),
         (changelog, 1, "bytes"),
     ]
-    assert [r.offset for r in got[0][1].value] == [40, 41, 42, 43, 44]
+    batch = got[0][1].value
+    # Round-robin over the partitions, as Faust's per-record path hands records on.
+    assert [(r.partition, r.offset) for r in batch] == [
+        (1, 41),
+        (2, 7),
+        (1, 42),
+        (2, 8),
+        (1, 43),
+        (1, 44),
+    ]
+    assert batch.spans == {v1: (41, 44), v2: (7, 8)}
 
 
 def test_nothing_is_handed_on_while_the_flow_is_suspended(settings: Settings) -> None:
@@ -109,6 +128,7 @@ def test_nothing_is_handed_on_while_the_flow_is_suspended(settings: Settings) ->
     consumer: Any = app.consumer
     valid = TP(settings.topic_valid, 1)
     consumer._wait_next_records = _Fetched({valid: [_record(valid.topic, 1, 0)]})
+    consumer.highwater = lambda tp: 0
     consumer.flow_active = False
 
     async def collect() -> list[Any]:
@@ -117,32 +137,46 @@ def test_nothing_is_handed_on_while_the_flow_is_suspended(settings: Settings) ->
     assert asyncio.run(collect()) == []
 
 
-def test_a_batch_is_committed_whole_once_its_last_offset_is_acknowledged(
+def test_a_batch_is_committed_whole_once_the_agent_and_the_stream_acknowledged_it(
     settings: Settings,
 ) -> None:
-    # What the fetch loop does for a batch (its records' offsets before the last registered
-    # as a gap) and what the stream does when the agent is done (ack the last offset).
+    # The agent acknowledges a batch's offsets but its message's when it has processed it;
+    # the stream acknowledges the message's when the agent asks for the next batch.
     app = create_app(settings)
     consumer: Any = app.consumer
-    tp = TP(settings.topic_valid, 0)
-    app.topics._acking_topics.add(tp.topic)  # type: ignore[attr-defined]
+    a, b = TP(settings.topic_valid, 0), TP(settings.topic_valid, 1)
+    app.topics._acking_topics.add(a.topic)  # type: ignore[attr-defined]
+    records = [_record(b.topic, 1, o) for o in range(0, 30)]
+    records += [_record(a.topic, 0, o) for o in range(0, 100)]
+    first: Any = batch_message(RecordBatch(records, {a: (0, 99), b: (0, 29)}), 1)
+    second: Any = batch_message(_batch(a, range(100, 250)), 1)
+    seen = [(consumer._new_offset(a), consumer._new_offset(b))]  # nothing processed yet
+    acknowledge_batch(consumer, first.value)
+    # Partition 1 is done; partition 0's last offset (the message's) is not acknowledged yet.
+    seen.append((consumer._new_offset(a), consumer._new_offset(b)))
+    consumer._committed_offset[a] = 99
+    first.refcount = 1
+    first.ack(consumer)
+    seen.append((consumer._new_offset(a), None))  # the rest of the first batch
+    consumer._committed_offset[a] = 100
+    second.refcount = 1
+    second.ack(consumer)  # its last offset alone commits nothing: 100-248 are not done
+    seen.append((consumer._new_offset(a), None))
+    acknowledge_batch(consumer, second.value)
+    seen.append((consumer._new_offset(a), None))
+    assert seen == [(None, None), (99, 30), (100, None), (None, None), (250, None)]
 
-    async def run() -> list[int | None]:
-        seen = []
-        first: Any = batch_message(tp, [_record(tp.topic, 0, o) for o in range(0, 100)], 1)
-        second: Any = batch_message(tp, [_record(tp.topic, 0, o) for o in range(100, 250)], 1)
-        for message in (first, second):
-            await consumer._add_gap(tp, message.value.first_offset, message.offset - 1)
-        # Nothing acknowledged: nothing to commit, although both gaps are known.
-        seen.append(consumer._new_offset(tp))
-        first.refcount = 1
-        first.ack(consumer)
-        seen.append(consumer._new_offset(tp))  # the first batch: offsets 0-99
-        consumer._committed_offset[tp] = 100
-        seen.append(consumer._new_offset(tp))  # the second is not acknowledged yet
-        second.refcount = 1
-        second.ack(consumer)
-        seen.append(consumer._new_offset(tp))
-        return seen
 
-    assert asyncio.run(run()) == [None, 100, None, 250]
+def test_offsets_below_the_committed_one_are_not_acknowledged_again(settings: Settings) -> None:
+    app = create_app(settings)
+    consumer: Any = app.consumer
+    tp, other = TP(settings.topic_valid, 2), TP(settings.topic_valid, 3)
+    consumer._committed_offset[tp] = 60
+    tail = [_record(other.topic, 3, 0)]  # the message's: not acknowledged here
+    records = [_record(tp.topic, 2, o) for o in range(50, 70)] + tail
+    acknowledge_batch(consumer, RecordBatch(records, {tp: (50, 69), other: (0, 0)}))
+    assert consumer._acked[tp] == list(range(60, 70))
+    assert consumer._acked[other] == []
+    acknowledge_batch(consumer, _batch(tp, range(65, 72)))
+    assert consumer._acked[tp] == [*range(60, 70), 70]
+    assert consumer._n_acked == 11
