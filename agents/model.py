@@ -14,7 +14,7 @@ import faust
 from confluent_kafka import KafkaException
 from mode.supervisors import CrashingSupervisor
 
-from agents.batches import RecordBatch
+from agents.batches import RecordBatch, acknowledge_batch
 from agents.drift import ControlFollower, SignalSink
 from streamproc.config import Settings
 from streamproc.drift.partition import PartitionDrift, parse_detector_choice
@@ -35,7 +35,10 @@ from streamproc.registry.store import control_token, signer_from
 if TYPE_CHECKING:
     from agents.app import WorkerApp
 
-__all__ = ["ModelRuntime", "register_model"]
+__all__ = ["SNAPSHOT_BUDGET_S", "ModelRuntime", "register_model"]
+
+#: Seconds of interval-snapshot building after a batch (see ModelRuntime.snapshot_due).
+SNAPSHOT_BUDGET_S = 0.05
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class ModelRuntime:
         self.next_offset: dict[int, int] = {}
         self.since_snapshot: dict[int, int] = {}
         self.last_snapshot: dict[int, float] = {}
+        self._writing: asyncio.Future[None] | None = None
+        self._write_error: Exception | None = None
         self.signals = SignalSink(app, settings, metrics, self.schemas)
         self.controls = ControlFollower(settings, self.schemas, self.signer, self._refused)
 
@@ -139,13 +144,23 @@ class ModelRuntime:
         self.metrics.snapshots_refused.labels(model=model, reason=reason).inc()
         logger.warning("refused snapshot %s: %s", key, exc)
 
-    async def snapshot(self, partitions: Sequence[int], *, reason: str) -> None:
-        """Write signed snapshots of the models, shared state and drift state of ``partitions``."""
+    async def snapshot(self, partitions: Sequence[int], *, reason: str, wait: bool = False) -> None:
+        """Snapshot the models, shared state and drift state of ``partitions``.
+
+        The records are built here, from the state as it is now (the agent holds the event
+        loop: nothing changes it meanwhile). Writing them waits until every output record
+        sent so far is acknowledged (a snapshot must never cover an event whose prediction
+        could still be lost), and that wait happens in the background, in snapshot order, so
+        the agent goes on with the next records. ``wait=True`` (after a drift signal or a
+        control record, so that a restart never repeats them; revocation; shutdown) returns
+        when this and every earlier snapshot are written. A write that failed raises here, or
+        at the agent's next :meth:`raise_if_write_failed`.
+        """
+        self.raise_if_write_failed()
         if not partitions:
             return
-        # Predictions sent before a snapshot must be durable before it is, so that a restart
-        # from the snapshot never skips an event whose prediction was lost.
-        await self.app.producer.flush()
+        started = time.perf_counter()
+        built: list[tuple[int, list[tuple[str, bytes, bytes]]]] = []
         for partition in partitions:
             learner = self.learners.get(partition)
             drift = self.drifts.get(partition)
@@ -162,6 +177,8 @@ class ModelRuntime:
                 schemas=self.schemas,
                 extra={DRIFT_STATE: drift.export_state()},
             )
+            self.since_snapshot[partition] = 0
+            self.last_snapshot[partition] = time.monotonic()
             too_large = [(n, len(v)) for n, _, v in records if len(v) > SNAPSHOT_MAX_MESSAGE_BYTES]
             if too_large:
                 # Write all components of a partition or none: a restore must never mix
@@ -176,17 +193,74 @@ class ModelRuntime:
                     ", ".join(f"{n} is {size} bytes" for n, size in too_large),
                     SNAPSHOT_MAX_MESSAGE_BYTES,
                 )
-                self.since_snapshot[partition] = 0
-                self.last_snapshot[partition] = time.monotonic()
                 continue
-            for name, key, value in records:
-                self.sender.send(self.settings.topic_snapshots, value, key)
-                if name not in (SHARED_MODEL, DRIFT_STATE):
-                    self.metrics.snapshots_written.labels(model=name).inc()
-            self.since_snapshot[partition] = 0
-            self.last_snapshot[partition] = time.monotonic()
-        await self.app.producer.flush()
-        logger.info("snapshot of partitions %s (%s)", sorted(partitions), reason)
+            built.append((partition, records))
+        build_ms = (time.perf_counter() - started) * 1000
+        previous = self._writing
+        self._writing = asyncio.ensure_future(self._write(previous, built, reason, build_ms))
+        if wait:
+            await self._writing
+            self.raise_if_write_failed()
+
+    async def _write(
+        self,
+        previous: asyncio.Future[None] | None,
+        built: list[tuple[int, list[tuple[str, bytes, bytes]]]],
+        reason: str,
+        build_ms: float,
+    ) -> None:
+        """Write built snapshots once every earlier output record is acknowledged."""
+        try:
+            if previous is not None:
+                await previous  # snapshots of a partition are written in the order built
+            if self._write_error is not None or not built:
+                return
+            started = time.perf_counter()
+            # Predictions sent before a snapshot must be durable before it is, so that a
+            # restart from the snapshot never skips an event whose prediction was lost.
+            await self.app.producer.flush()
+            flushed = time.perf_counter()
+            written = 0
+            for _partition, records in built:
+                for name, key, value in records:
+                    written += len(value)
+                    self.sender.send(self.settings.topic_snapshots, value, key)
+                    if name not in (SHARED_MODEL, DRIFT_STATE):
+                        self.metrics.snapshots_written.labels(model=name).inc()
+            await self.app.producer.flush()
+            logger.info(
+                "snapshot of partitions %s (%s): %.1f KB built in %.0f ms; written after "
+                "%.0f ms of waiting for earlier records, in %.0f ms",
+                sorted(p for p, _ in built),
+                reason,
+                written / 1024,
+                build_ms,
+                (flushed - started) * 1000,
+                (time.perf_counter() - flushed) * 1000,
+            )
+        except Exception as exc:  # raised in the agent: the worker stops before a commit
+            if self._write_error is None:
+                self._write_error = exc
+
+    def raise_if_write_failed(self) -> None:
+        """Raise the error of a snapshot write that failed in the background."""
+        if self._write_error is not None:
+            raise self._write_error
+
+    async def snapshot_due(self, budget_s: float = SNAPSHOT_BUDGET_S) -> None:
+        """Interval snapshots of the partitions due, the longest-unsnapshotted first, until
+        ``budget_s`` of building them has passed (at least one).
+
+        Building a snapshot holds the event loop (about 30 ms for a partition with 1,000 open
+        sessions), and partitions that started together fall due together: six in a row
+        would stall both agents for 0.2 s. The rest wait for the next batch or the timer.
+        Written in the background: if one is lost, a restart replays from the previous one.
+        """
+        started = time.perf_counter()
+        for partition in self.due():
+            await self.snapshot([partition], reason="interval")
+            if time.perf_counter() - started >= budget_s:
+                return
 
     def due(self) -> list[int]:
         """Partitions due for an interval snapshot, the longest unsnapshotted first."""
@@ -262,19 +336,19 @@ def register_model(app: WorkerApp, settings: Settings, metrics: StreamprocMetric
 
     async def score(stream: faust.StreamT[RecordBatch]) -> None:
         """Predict at each play; learn when sessions end."""
-        # Each event is one partition's records of one fetch (agents.batches).
+        # Each event is the valid topic's records of one fetch (agents.batches).
+        consumer = app.consumer
         async for batch in stream:
             started = time.perf_counter()
             records_in.inc(len(batch))
-            partition = batch[0].partition
-            await runtime.ensure({partition: batch.first_offset})
-            drift = runtime.drifts[partition]
-            skip_below = runtime.next_offset.get(partition, 0)
+            await runtime.ensure({tp.partition: first for tp, (first, _) in batch.spans.items()})
+            drifts, next_offset = runtime.drifts, runtime.next_offset
             for record in batch:
-                offset = record.offset
-                if offset < skip_below:
+                partition, offset = record.partition, record.offset
+                if offset < next_offset[partition]:
                     continue  # already covered by the restored snapshot
-                runtime.next_offset[partition] = offset + 1
+                drift = drifts[partition]
+                next_offset[partition] = offset + 1
                 runtime.since_snapshot[partition] += 1
                 try:
                     decoded = decode(record.value or b"")
@@ -303,15 +377,12 @@ def register_model(app: WorkerApp, settings: Settings, metrics: StreamprocMetric
                     # event, so a restart neither repeats these signals nor loses a
                     # promotion (nor resurrects the champion it replaced).
                     await runtime.signals.send(signals)
-                    await runtime.snapshot([partition], reason="drift signal")
+                    await runtime.snapshot([partition], reason="drift signal", wait=True)
             runtime.sender.poll()  # delivery reports; raises if a record was refused
+            runtime.raise_if_write_failed()
+            acknowledge_batch(consumer, batch)
             stage.observe((time.perf_counter() - started) / len(batch))
-            due = runtime.due()
-            if due:
-                # One partition per batch: a snapshot holds the event loop for about 30 ms,
-                # and partitions that started together fall due together (six in a row
-                # stalled both agents for 0.2 s, the worst of the latency tail).
-                await runtime.snapshot(due[:1], reason="interval")
+            await runtime.snapshot_due()
 
     def send_predictions(record: Any, partition: int, outs: Sequence[PredictionOut]) -> None:
         """Send the predictions of one event (``record``: an aiokafka ConsumerRecord)."""
@@ -365,7 +436,7 @@ def register_model(app: WorkerApp, settings: Settings, metrics: StreamprocMetric
         for signals in applied.values():
             await runtime.signals.send(signals)
         if applied:
-            await runtime.snapshot(sorted(applied), reason="control record")
+            await runtime.snapshot(sorted(applied), reason="control record", wait=True)
 
     # Registered by calls, not decorators: app.timer() returns an untyped Callable.
     app.timer(interval=2.0)(follow_controls)
@@ -375,16 +446,22 @@ def register_model(app: WorkerApp, settings: Settings, metrics: StreamprocMetric
 
     app.timer(interval=2.0)(publish_quality)
 
+    async def snapshot_idle() -> None:
+        """Interval snapshots of partitions that fell due and have had no records since."""
+        await runtime.snapshot_due()
+
+    app.timer(interval=5.0)(snapshot_idle)
+
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
         mine = [tp.partition for tp in revoked if tp.topic == settings.topic_valid]
         mine = [p for p in mine if p in runtime.learners]
         if mine:
-            await runtime.snapshot(mine, reason="partitions revoked")
+            await runtime.snapshot(mine, reason="partitions revoked", wait=True)
             runtime.drop(mine)
 
     async def on_shutdown(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        await runtime.snapshot(list(runtime.learners), reason="shutdown")
+        await runtime.snapshot(list(runtime.learners), reason="shutdown", wait=True)
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode types handlers as a union mypy cannot match
     app.on_before_shutdown.connect(on_shutdown)  # type: ignore[arg-type]  # mode types handlers as a union mypy cannot match

@@ -243,12 +243,13 @@ def snapshot_partition(
     1, like the shared state), e.g. ``{DRIFT_STATE: drift.export_state()}``.
     """
     metrics = learner.metrics()
+    # The live state (no copy): it is pickled below, before anything can change it.
     states: list[tuple[str, int, Any, dict[str, float]]] = [
-        (SHARED_MODEL, 1, learner.export_shared(), {})
+        (SHARED_MODEL, 1, learner.export_shared(copy=False), {})
     ]
     states += [(name, 1, state, {}) for name, state in (extra or {}).items()]
     states += [
-        (name, version, learner.export_model(name), metrics.get(name, {}))
+        (name, version, learner.export_model(name, copy=False), metrics.get(name, {}))
         for name, version in learner.versions.items()
     ]
     records = []
