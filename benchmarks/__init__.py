@@ -29,7 +29,7 @@ __all__ = [
 # The defaults live here, where importing them costs nothing (``streamproc --help`` shows them).
 #: Records per measurement: chosen so that the default run (3 runs of 1 and 2 workers, the
 #: reference loop and two latency points) ends within 10 minutes on a 2-core machine.
-DEFAULT_EVENTS = 40_000
+DEFAULT_EVENTS = 200_000
 #: Runs of every measurement; each figure is their median with min-max.
 DEFAULT_RUNS = 3
 #: Worker counts measured.
