@@ -167,8 +167,17 @@ def restore_partitions(
         shared = chosen.pop(SHARED_MODEL, None)
         drift = new_drift(learner, partition) if new_drift is not None else None
         if shared is None:
+            # No snapshot of this partition: what comes before the consumer's position was
+            # learned by a worker that committed it but never snapshotted it (it crashed
+            # first); learn it again from the topic's first record, emitting nothing.
+            replayed = 0
+            if first > 0:
+                replay: Callable[[ViewingEvent, int], object] = (
+                    drift.process if drift is not None else _learn_only(learner)
+                )
+                replayed = _catch_up(settings, decoder, replay, partition, 0, first)
             out[partition] = RestoredPartition(
-                learner, first, False, 0, drift, False, dict(controls)
+                learner, first, False, replayed, drift, False, dict(controls)
             )
             continue
         learner.import_shared(shared.state)
