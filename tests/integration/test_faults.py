@@ -254,6 +254,16 @@ def _valid_partitions_of(settings: Settings, worker: WorkerProcess) -> set[int]:
     return {r.partition for r in rows if member is not None and r.member == member}
 
 
+def _wait_joined(settings: Settings, worker: WorkerProcess, timeout: float) -> None:
+    """Wait until ``worker`` owns every valid partition (a fast worker that joins late would
+    otherwise find a background stream already published, and finish it at once)."""
+    deadline = time.monotonic() + timeout
+    while _valid_partitions_of(settings, worker) != set(range(settings.partitions)):
+        assert worker.alive(), worker.log_tail()
+        assert time.monotonic() < deadline, f"worker did not join\n{worker.log_tail()}"
+        time.sleep(0.5)
+
+
 def _assert_predictions_equal_a_replay(settings: Settings, tmp_path: Path) -> None:
     """Every prediction served, from any worker, equals one a one-process replay makes.
 
@@ -511,6 +521,7 @@ def test_three_brokers_one_killed_mid_stream_and_restarted(
     assert wait_for_broker(settings, timeout=30, min_brokers=3) == 3
     figures = Figures("three_brokers_one_killed")
     worker = spawn_worker(settings, "worker")
+    _wait_joined(settings, worker, 120)
     # 9,000 records at 600/s: records keep arriving while a broker is down.
     producer, result = _publish_in_background(settings, 9_000, seed=36, rate=600.0)
     _wait_committed(settings, settings.topic_valid, 2_000, [worker], 240)
@@ -541,6 +552,7 @@ def test_scaling_from_one_to_two_workers_keeps_predictions_flowing_and_model_sta
     settings = _settings(make_settings)
     figures = Figures("scale_one_to_two_workers")
     first = spawn_worker(settings, "worker-1")
+    _wait_joined(settings, first, 120)
     # 9,000 records at 600/s: the second worker joins while records keep arriving.
     producer, result = _publish_in_background(settings, 9_000, seed=37, rate=600.0)
     _wait_committed(settings, settings.topic_valid, 1_500, [first], 120)
