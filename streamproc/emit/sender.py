@@ -78,9 +78,7 @@ class RecordSender:
                 # snapshot may be larger, up to the snapshot topic's max.message.bytes. The
                 # other topics keep the broker's default limit.
                 "message.max.bytes": SNAPSHOT_MAX_MESSAGE_BYTES + 64 * 1024,
-                # Delivery reports only for failures: a callback per record costs as much
-                # as the produce call itself.
-                "delivery.report.only.error": True,
+                # A delivery report for every record: flush() counts them (see there).
                 "on_delivery": self._on_delivery,
                 "error_cb": self._on_error,
                 "logger": logger,
@@ -88,8 +86,11 @@ class RecordSender:
         )
         self._producer = producer_factory(config)
         self._produce = self._producer.produce
+        self._produced = 0  # records queued so far
+        self._reported = 0  # delivery reports received so far (acknowledged or failed)
 
     def _on_delivery(self, err: _RdKafkaError | None, msg: Any) -> None:
+        self._reported += 1
         if err is not None:
             where = f"{msg.topic()}[{msg.partition()}]" if msg is not None else "?"
             self.failures.append(f"{where}: {redact(err.str(), self.settings)}")
@@ -123,6 +124,7 @@ class RecordSender:
                     timestamp=timestamp_ms,
                     headers=headers,
                 )
+                self._produced += 1
                 return
             except BufferError:
                 # The local queue is full: wait for the broker to take some (backpressure).
@@ -148,7 +150,13 @@ class RecordSender:
         return len(self._producer)
 
     async def flush(self) -> None:
-        """Wait until every queued record is acknowledged (in a thread, off the event loop).
+        """Wait until every record queued so far is acknowledged; records queued meanwhile
+        are not waited for.
+
+        librdkafka's own flush waits until its queue is empty, and the agents keep queueing
+        while a flush waits: under sustained load it did not return for as long as records
+        kept coming, and no offset was committed meanwhile. This counts delivery reports
+        instead (served by polling here, on the event loop, every 2 ms).
 
         Raises
         ------
@@ -156,17 +164,22 @@ class RecordSender:
             A record was refused, or acknowledgements did not all arrive within
             ``flush_timeout_s``.
         """
-        if len(self._producer):
+        target = self._produced
+        if self._reported < target:
             started = time.monotonic()
-            left = await asyncio.to_thread(self._producer.flush, self.flush_timeout_s)
-            if left:
-                self.raise_if_failed()
-                raise DeliveryError(
-                    f"{left} output record(s) not acknowledged by Kafka at "
-                    f"{self.settings.bootstrap_servers} within {self.flush_timeout_s:g} s "
-                    f"(waited {time.monotonic() - started:.1f} s); the input offsets stay "
-                    "uncommitted"
-                )
+            poll = self._producer.poll
+            while True:
+                poll(0)
+                if self._reported >= target:
+                    break
+                if time.monotonic() - started > self.flush_timeout_s:
+                    self.raise_if_failed()
+                    raise DeliveryError(
+                        f"{target - self._reported} output record(s) not acknowledged by "
+                        f"Kafka at {self.settings.bootstrap_servers} within "
+                        f"{self.flush_timeout_s:g} s; the input offsets stay uncommitted"
+                    )
+                await asyncio.sleep(0.002)
         self.raise_if_failed()
 
     def close(self, timeout_s: float = 10.0) -> int:

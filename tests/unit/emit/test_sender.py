@@ -49,8 +49,15 @@ class FakeProducer:
         self.queued.append((topic, value, key, kw))
 
     def poll(self, timeout: float) -> int:
+        """Report delivery of every queued record but the last ``unacked`` ones."""
         self.polls.append(timeout)
-        return 0
+        keep = min(self.unacked, len(self.queued))
+        delivered, self.queued = self.queued[: len(self.queued) - keep], self.queued[-keep:]
+        if not keep:
+            self.queued = []
+        for _ in delivered:
+            self.config["on_delivery"](None, FakeMessage())
+        return len(delivered)
 
     def flush(self, timeout: float) -> int:
         self.flushes.append(timeout)
@@ -58,17 +65,19 @@ class FakeProducer:
         return self.unacked
 
     def __len__(self) -> int:
-        return len(self.queued) + self.unacked
+        return len(self.queued)
 
 
-def _sender(settings: Settings, **fake: Any) -> tuple[RecordSender, FakeProducer]:
+def _sender(
+    settings: Settings, flush_timeout_s: float = 5.0, **fake: Any
+) -> tuple[RecordSender, FakeProducer]:
     made: list[FakeProducer] = []
 
     def factory(config: dict[str, Any]) -> FakeProducer:
         made.append(FakeProducer(config, **fake))
         return made[0]
 
-    sender = RecordSender(settings, flush_timeout_s=5.0, producer_factory=factory)
+    sender = RecordSender(settings, flush_timeout_s=flush_timeout_s, producer_factory=factory)
     return sender, made[0]
 
 
@@ -78,7 +87,7 @@ def test_configuration_is_idempotent_all_acks_java_partitioning(settings: Settin
     assert c["enable.idempotence"] is True and c["acks"] == "all"
     assert c["partitioner"] == "murmur2_random"  # as aiokafka and Java clients hash keys
     assert c["linger.ms"] == settings.producer_linger_ms
-    assert c["delivery.report.only.error"] is True
+    assert "delivery.report.only.error" not in c  # flush counts every delivery report
     assert c["bootstrap.servers"] == settings.bootstrap_servers
 
 
@@ -120,17 +129,35 @@ def test_only_a_fatal_client_error_fails_deliveries(settings: Settings) -> None:
 
 
 def test_flush_raises_when_acknowledgements_do_not_all_arrive(settings: Settings) -> None:
-    sender, producer = _sender(settings, unacked=2)
-    sender.send("t", b"v")
-    with pytest.raises(DeliveryError, match=r"2 output record\(s\) not acknowledged .* 5 s"):
+    sender, producer = _sender(settings, flush_timeout_s=0.2, unacked=2)
+    for value in (b"a", b"b", b"c"):
+        sender.send("t", value)
+    with pytest.raises(DeliveryError, match=r"2 output record\(s\) not acknowledged .* 0.2 s"):
         asyncio.run(sender.flush())
-    assert producer.flushes == [5.0]
+    assert producer.flushes == []  # never librdkafka's flush: it waits for later records too
 
 
-def test_flush_with_nothing_queued_does_not_call_librdkafka(settings: Settings) -> None:
+def test_flush_waits_for_the_records_queued_before_it_only(settings: Settings) -> None:
+    # The agents keep queueing while a flush waits; librdkafka's flush waited for those as
+    # well, and under sustained load did not return (no offset was committed meanwhile).
+    sender, producer = _sender(settings, unacked=1)  # the newest record stays unacknowledged
+    sender.send("t", b"before")
+
+    async def run() -> None:
+        flushing = asyncio.ensure_future(sender.flush())
+        await asyncio.sleep(0.01)
+        assert not flushing.done()  # "before" is the newest: not acknowledged yet
+        sender.send("t", b"during")  # now "before" is acknowledged at the next poll
+        await asyncio.wait_for(flushing, 1.0)
+
+    asyncio.run(run())
+    assert [q[1] for q in producer.queued] == [b"during"]
+
+
+def test_flush_with_nothing_queued_does_not_poll(settings: Settings) -> None:
     sender, producer = _sender(settings)
     asyncio.run(sender.flush())
-    assert producer.flushes == []
+    assert producer.polls == [] and producer.flushes == []
 
 
 def test_the_app_producer_flushes_the_sender_before_its_own_records(
