@@ -24,6 +24,7 @@ from streamproc.drift.detectors import DETECTORS
 from streamproc.drift.monitor import Action, DriftMonitor, make_signal
 from streamproc.drift.response import ResponsePolicy
 from streamproc.errors import ConfigError, SnapshotError
+from streamproc.features.state import USER_DECAY
 from streamproc.learning.partition import LabelOut, PartitionLearner, PredictionOut
 from streamproc.records import ViewingEvent
 
@@ -36,6 +37,9 @@ __all__ = ["STATE_FORMAT", "VERSION_ACTIONS", "PartitionDrift", "parse_detector_
 STATE_FORMAT = 1
 #: Signal actions after which another version serves.
 VERSION_ACTIONS = frozenset({"promoted", "rolled_back", "manual_promote", "manual_rollback"})
+#: Per-outcome decay of a viewer's running rates while a drift response is under way (about
+#: their last 10 sessions count; normally USER_DECAY, about the last 100).
+ADAPTING_USER_DECAY = 0.9
 
 
 def parse_detector_choice(spec: str, models: Sequence[str]) -> dict[str, str]:
@@ -236,6 +240,16 @@ class PartitionDrift:
             if any(a["action"] in ("promoted", "rolled_back") for a in actions):
                 self.monitors[name].reset_concept()
             self._pending.extend(actions)
+        # While a response is under way (a challenger learning, or a promotion guarded), the
+        # per-user statistics the features are built from forget faster: what a viewer's
+        # history said is what the drift made wrong, and a fresh model fed the old history
+        # learns no faster than the champion it should beat.
+        adapting = False
+        for policy in self.policies.values():
+            if policy.phase != "idle":
+                adapting = True
+                break
+        self.learner.state.user_decay = ADAPTING_USER_DECAY if adapting else USER_DECAY
         signals, self._pending = self._pending, []
         return predictions, signals
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from streamproc.records import ViewingEvent
 
-__all__ = ["FeatureState", "RunningRate", "TitleStats", "UserStats"]
+__all__ = ["USER_DECAY", "FeatureState", "RunningRate", "TitleStats", "UserStats"]
 
 
 @dataclass(slots=True)
@@ -80,6 +80,10 @@ class TitleStats:
     rating: RunningRate = field(default_factory=RunningRate)
 
 
+#: Default decay of a viewer's running rates per outcome (0.99: about the last 100 sessions).
+USER_DECAY = 0.99
+
+
 @dataclass(slots=True)
 class FeatureState:
     """Per-user, per-title and global running statistics of one partition.
@@ -92,7 +96,7 @@ class FeatureState:
         Decay of a title's rates per outcome.
     """
 
-    user_decay: float = 0.99
+    user_decay: float = USER_DECAY
     title_decay: float = 0.998
     users: dict[str, UserStats] = field(default_factory=dict)
     titles: dict[str, TitleStats] = field(default_factory=dict)

@@ -19,8 +19,9 @@ from fastavro.validation import validate
 
 from streamproc.config import Settings, load_settings
 from streamproc.drift.data import DataDriftMonitor
-from streamproc.drift.partition import PartitionDrift, parse_detector_choice
+from streamproc.drift.partition import ADAPTING_USER_DECAY, PartitionDrift, parse_detector_choice
 from streamproc.errors import ConfigError, SnapshotError
+from streamproc.features.state import USER_DECAY
 from streamproc.ingest.schemas import SchemaSet
 from streamproc.learning.evaluate import START_TIME_MS
 from streamproc.learning.partition import PartitionLearner
@@ -322,3 +323,19 @@ def test_data_monitor_state_survives_smaller_windows() -> None:
     )
     assert len(state["recent"]) == 20 and state["edges"] is None  # rebuilt at the next check
     assert snapshot_key("live", DRIFT_STATE, 0, 1) == "live/_drift/0/v1"
+
+
+def test_viewer_statistics_forget_faster_while_a_response_is_under_way(
+    events: list[ViewingEvent],
+) -> None:
+    drift = _drift()
+    _run(drift, events, 0, CHALLENGER_AT)
+    assert drift.policies["qoe"].phase == "idle"
+    assert drift.learner.state.user_decay == USER_DECAY
+    started = _run(drift, events, CHALLENGER_AT, CHALLENGER_AT + 1)
+    assert (CHALLENGER_AT, "qoe", "lifecycle", "challenger_started", 1) in started
+    assert drift.learner.state.user_decay == ADAPTING_USER_DECAY < USER_DECAY
+    # Nothing under way again (an operator's control drops the challenger): back to normal.
+    drift.policies["qoe"].reset()
+    _run(drift, events, CHALLENGER_AT + 1, CHALLENGER_AT + 2)
+    assert drift.learner.state.user_decay == USER_DECAY
