@@ -140,7 +140,14 @@ class _Consumer(driver.Consumer):
         if records is None or self.should_stop:
             return
         if not self.flow_active:
-            return  # the records are fetched again after the rebalance's seek
+            # As Faust's getmany: the records fetched are dropped, so move back to the
+            # committed offsets, or they would never be fetched again (a worker that stopped
+            # the flow to seek after table recovery then never saw its input).
+            try:
+                await self.perform_seek()
+            except Exception as exc:
+                self.log.warning(f"exception performing seek when flow not active {exc}")
+            return
         batch_topics = cast(Any, self.app).batch_topics
         buffered = me._buffered_partitions
         read_offset = me._read_offset

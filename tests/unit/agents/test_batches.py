@@ -130,11 +130,20 @@ def test_nothing_is_handed_on_while_the_flow_is_suspended(settings: Settings) ->
     consumer._wait_next_records = _Fetched({valid: [_record(valid.topic, 1, 0)]})
     consumer.highwater = lambda tp: 0
     consumer.flow_active = False
+    seeks: list[bool] = []
+
+    async def seek() -> None:
+        seeks.append(True)
+
+    consumer.perform_seek = seek
 
     async def collect() -> list[Any]:
         return [item async for item in consumer.getmany_batched(timeout=0.1)]
 
     assert asyncio.run(collect()) == []
+    # The fetched records are dropped: back to the committed offsets, as Faust does, or they
+    # would never be fetched again.
+    assert seeks == [True]
 
 
 def test_a_batch_is_committed_whole_once_the_agent_and_the_stream_acknowledged_it(
