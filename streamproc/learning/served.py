@@ -8,7 +8,8 @@ RMSE against a per-title mean).
 
 The labels come from the valid-events topic: each partition's records, in offset order, go
 through a :class:`~streamproc.learning.partition.PartitionLearner` built like the workers'
-(the same label definitions, completion threshold and session timeout), and every session
+(the same label definitions, completion threshold and session timeout, inside the same
+drift monitors and responses), and every session
 label it resolves is paired with the score the workers served for that session's ``play``
 (the first copy, when at-least-once delivered one twice). A label without a served score is
 counted as missing; the report says how many.
@@ -22,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from streamproc.config import Settings
+from streamproc.drift.partition import PartitionDrift
 from streamproc.emit.decode_any import decode_record
+from streamproc.errors import EventError
 from streamproc.ingest.schemas import load_schemas
 from streamproc.kafka.read import read_to_end
 from streamproc.learning.evaluate import (
@@ -108,8 +111,14 @@ def _labels_by_partition(
     for partition in sorted(parts):
         labels: list[LabelOut] = []
         learner = PartitionLearner.from_settings(settings, on_label=labels.append)
-        events = [e for _, e in sorted(parts[partition], key=lambda item: item[0])]
-        learner.process_batch(events, on_error=lambda _event, _exc: None)
+        # The drift monitors and responses too, as the model agent runs them: a response
+        # changes what the served model sees (promotions, faster-forgetting statistics).
+        drift = PartitionDrift.from_settings(learner, settings, partition=partition)
+        for offset, valid in sorted(parts[partition], key=lambda item: item[0]):
+            try:
+                drift.process(valid, offset=offset)
+            except EventError:
+                continue  # the model agent dead-letters it
         out.append(labels)
     return out, n_events
 
