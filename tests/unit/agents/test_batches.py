@@ -84,11 +84,27 @@ class _Fetched:
         return self.records, set(self.records)
 
 
+def _fetching(settings: Settings, records: dict[TP, list[Any]], *, flow_active: bool) -> Any:
+    """The worker's consumer, its next fetch returning ``records`` (no broker involved)."""
+    consumer: Any = create_app(settings).consumer
+    consumer._wait_next_records = _Fetched(records)
+    consumer.highwater = lambda tp: 0  # the consumer thread is not started here
+    consumer.flow_active = flow_active
+    return consumer
+
+
+def _handed_on(consumer: Any) -> list[tuple[TP, Any]]:
+    """What one ``getmany_batched`` call hands on."""
+
+    async def collect() -> list[tuple[TP, Any]]:
+        return [item async for item in consumer.getmany_batched(timeout=0.1)]
+
+    return asyncio.run(collect())
+
+
 def test_the_fetch_yields_one_message_per_batch_topic_in_faust_order(
     settings: Settings,
 ) -> None:
-    app = create_app(settings)
-    consumer: Any = app.consumer
     v1, v2 = TP(settings.topic_valid, 1), TP(settings.topic_valid, 2)
     changelog = TP("some-changelog", 0)
     fetched = {
@@ -96,15 +112,10 @@ def test_the_fetch_yields_one_message_per_batch_topic_in_faust_order(
         v2: [_record(v2.topic, 2, o) for o in range(7, 9)],
         changelog: [_record(changelog.topic, 0, o) for o in range(2)],
     }
-    consumer._wait_next_records = _Fetched(fetched)
-    consumer.highwater = lambda tp: 0  # the consumer thread is not started here
-    consumer.flow_active = True
+    consumer = _fetching(settings, fetched, flow_active=True)
     consumer._read_offset[v1] = 41  # 40 and 41 were handed on before: dropped as Faust does
 
-    async def collect() -> list[tuple[TP, Any]]:
-        return [item async for item in consumer.getmany_batched(timeout=0.1)]
-
-    got = asyncio.run(collect())
+    got = _handed_on(consumer)
     assert [(tp, m.offset, type(m.value).__name__) for tp, m in got] == [
         (v1, 44, "RecordBatch"),
         (changelog, 0, "bytes"),
@@ -124,12 +135,8 @@ def test_the_fetch_yields_one_message_per_batch_topic_in_faust_order(
 
 
 def test_nothing_is_handed_on_while_the_flow_is_suspended(settings: Settings) -> None:
-    app = create_app(settings)
-    consumer: Any = app.consumer
     valid = TP(settings.topic_valid, 1)
-    consumer._wait_next_records = _Fetched({valid: [_record(valid.topic, 1, 0)]})
-    consumer.highwater = lambda tp: 0
-    consumer.flow_active = False
+    consumer = _fetching(settings, {valid: [_record(valid.topic, 1, 0)]}, flow_active=False)
     seeks: list[bool] = []
 
     async def seek() -> None:
@@ -137,10 +144,7 @@ def test_nothing_is_handed_on_while_the_flow_is_suspended(settings: Settings) ->
 
     consumer.perform_seek = seek
 
-    async def collect() -> list[Any]:
-        return [item async for item in consumer.getmany_batched(timeout=0.1)]
-
-    assert asyncio.run(collect()) == []
+    assert _handed_on(consumer) == []
     # The fetched records are dropped: back to the committed offsets, as Faust does, or they
     # would never be fetched again.
     assert seeks == [True]
