@@ -333,8 +333,15 @@ def run_bench(settings: Settings, options: BenchOptions, progress: Progress) -> 
                             warm = max(
                                 int(rates[fraction] * LATENCY_WARMUP_S), LATENCY_WARMUP_RECORDS
                             )
+                            # New sessions of the workload's viewers and titles: the
+                            # workers' models and statistics stay valid, as in a service
+                            # that keeps running. (A new world, as before, set off drift
+                            # signals, challengers and snapshots in every point.)
                             stream = extra_records(
-                                base, warm + needed + LATENCY_TAIL_RECORDS, seed=seed
+                                base,
+                                warm + needed + LATENCY_TAIL_RECORDS,
+                                seed=seed,
+                                world_seed=options.seed,
                             )
                             requests.append(
                                 LatencyRequest(
@@ -438,6 +445,7 @@ def _settings_used(
         "agents": "ingest,model",
         "models": settings.models,
         "batch_size": settings.batch_size,
+        "consumer_partition_fetch_bytes": settings.consumer_partition_fetch_bytes,
         "producer_linger_ms": settings.producer_linger_ms,
         "log_level": settings.log_level,
         "output_format": settings.output_format,

@@ -95,12 +95,18 @@ def build_workload(settings: Settings, events: int, *, seed: int) -> Workload:
     return Workload(_simulate(settings, events, seed), seed=seed)
 
 
-def extra_records(settings: Settings, count: int, *, seed: int) -> list[BenchRecord]:
-    """``count`` more records from another seed (new event ids), e.g. for the latency runs."""
-    return _simulate(settings, max(2, count), seed)[:count]
+def extra_records(
+    settings: Settings, count: int, *, seed: int, world_seed: int | None = None
+) -> list[BenchRecord]:
+    """``count`` more records from another seed (new sessions and event ids), e.g. for the
+    latency runs; ``world_seed``: the viewers and titles of that seed's world (the workload's,
+    so that the workers see more of the service they learned, not a changed one)."""
+    return _simulate(settings, max(2, count), seed, world_seed=world_seed)[:count]
 
 
-def bench_simulation(settings: Settings, events: int, seed: int) -> Simulation:
+def bench_simulation(
+    settings: Settings, events: int, seed: int, *, world_seed: int | None = None
+) -> Simulation:
     """The bench's simulated stream: Avro, with the demo's invalid and duplicate fractions."""
     return simulate_events(
         SimParams(
@@ -109,13 +115,16 @@ def bench_simulation(settings: Settings, events: int, seed: int) -> Simulation:
             fmt="avro",
             invalid_fraction=INVALID_FRACTION,
             duplicate_fraction=DUPLICATE_FRACTION,
+            world_seed=world_seed,
         ),
         settings,
     )
 
 
-def _simulate(settings: Settings, events: int, seed: int) -> list[BenchRecord]:
-    simulation = bench_simulation(settings, events, seed)
+def _simulate(
+    settings: Settings, events: int, seed: int, *, world_seed: int | None = None
+) -> list[BenchRecord]:
+    simulation = bench_simulation(settings, events, seed, world_seed=world_seed)
     taken: list[Any] = []
     for record in simulation:
         taken.append(record)

@@ -94,6 +94,10 @@ class SimParams:
         the whole run within 7 days.
     speed
         Time compression: every simulated gap is divided by it.
+    world_seed
+        Seed of the world alone (users, titles, their tastes and networks); ``None``: ``seed``.
+        Two runs with the same world seed and different seeds are new sessions of the same
+        viewers (new event and session ids): a continuation of one service, not another one.
     """
 
     n_events: int = 20_000
@@ -107,6 +111,7 @@ class SimParams:
     start_time_ms: int | None = None
     sessions_per_minute: float | None = None
     speed: float = 1.0
+    world_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_events < 0 or self.n_events == 1:
@@ -174,7 +179,8 @@ class Simulation(Iterator[SimRecord]):
         self._avro = Encoder.for_record(schemas, "ViewingEvent", "avro", check=False)
         self._json = Encoder.for_record(schemas, "ViewingEvent", "json", check=False)
         self._encode = self._avro.encode if params.fmt == "avro" else self._json.encode
-        self._world: World = build_world(params.seed, params.n_users, params.n_titles)
+        world_seed = params.seed if params.world_seed is None else params.world_seed
+        self._world: World = build_world(world_seed, params.n_users, params.n_titles)
         self._scenario = make_scenario(params.scenario)
         self._extras_rng = random.Random(f"streamproc.simulate:{params.seed}:extras")
         self._corruptor = Corruptor(

@@ -95,6 +95,42 @@ def test_other_seed_gives_other_events(settings: Settings) -> None:
     assert {r.value for r in a}.isdisjoint({r.value for r in b})
 
 
+def test_world_seed_keeps_the_viewers_and_titles_with_new_sessions(settings: Settings) -> None:
+    def viewers(records: list[SimRecord]) -> dict[str, tuple[Any, ...]]:
+        out = {}
+        for record in records:
+            e = decode_v2(record.value)
+            out[e["user_id"]] = (e["device"], e["network"]["cdn"], e["region"], e["experiment"])
+        return out
+
+    def titles(records: list[SimRecord]) -> dict[str, tuple[Any, ...]]:
+        out = {}
+        for record in records:
+            e = decode_v2(record.value)
+            if e["title"] is not None:  # some sessions carry no title metadata
+                out[e["title_id"]] = (e["playback"]["duration_s"], e["title"]["genre"])
+        return out
+
+    base, _ = run(settings, n_events=3000, seed=1)
+    same_world, manifest = run(settings, n_events=3000, seed=2, world_seed=1)
+    other_world, _ = run(settings, n_events=3000, seed=2)
+    assert manifest.params["world_seed"] == 1
+    # New sessions and events...
+    assert {decode_v2(r.value)["event_id"] for r in base}.isdisjoint(
+        decode_v2(r.value)["event_id"] for r in same_world
+    )
+    # ...of the same viewers and titles: every one seen in both runs is the same.
+    a, b = viewers(base), viewers(same_world)
+    shared = a.keys() & b.keys()
+    assert len(shared) > 50 and all(a[u] == b[u] for u in shared)
+    ta, tb = titles(base), titles(same_world)
+    shared_titles = ta.keys() & tb.keys()
+    assert len(shared_titles) > 50 and all(ta[t] == tb[t] for t in shared_titles)
+    # Without it, the other seed is another world.
+    c = viewers(other_world)
+    assert sum(a[u] != c[u] for u in a.keys() & c.keys()) > 25
+
+
 def test_extras_do_not_change_the_valid_events(settings: Settings) -> None:
     plain, _ = run(settings, n_events=2000, seed=9)
     noisy, _ = run(settings, n_events=2000, seed=9, invalid_fraction=0.2, duplicate_fraction=0.1)
