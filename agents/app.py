@@ -108,8 +108,8 @@ def create_app(settings: Settings, metrics: StreamprocMetrics | None = None) -> 
         topic_replication_factor=settings.replication_factor,
         producer_linger_ms=settings.producer_linger_ms,
         producer_acks=-1,
-        # A short fetch wait keeps produce-to-output latency low at light load.
-        consumer_max_fetch_size=1_048_576,
+        # Bytes per partition per fetch; a fetch reaches the agents whole (agents.batches).
+        consumer_max_fetch_size=settings.consumer_partition_fetch_bytes,
         # Records handed on per fetch, all partitions together (agents.batches).
         broker_max_poll_records=settings.batch_size or None,
         broker_commit_interval=1.0,

@@ -193,6 +193,14 @@ class Settings(BaseSettings):
         "the fetch wait passes); larger values cost less CPU per record at moderate rates "
         "and add latency at low rates.",
     )
+    consumer_partition_fetch_bytes: int = Field(
+        524_288,
+        ge=1024,
+        le=52_428_800,
+        description="Most bytes a worker's consumer fetches per partition in one request; "
+        "a fetch is handed to the agents whole, so this bounds the records a worker holds "
+        "(larger values hold more memory and save no measurable CPU).",
+    )
     malloc_arenas: int = Field(
         2,
         ge=0,
@@ -213,7 +221,8 @@ class Settings(BaseSettings):
         ge=0,
         description=(
             "Most records a worker's consumer hands on per fetch, all partitions together "
-            "(0: all it fetched, up to 1 MiB per partition); each topic's records of a fetch "
+            "(0: all it fetched, up to STREAMPROC_CONSUMER_PARTITION_FETCH_BYTES per partition); "
+            "each topic's records of a fetch "
             "reach its agent as one batch, round-robin over the partitions. A limit is taken "
             "from one partition before the next, which changes the order the ingest agent "
             "writes valid records of different input partitions in."
