@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from streamproc.records import ViewingEvent
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from streamproc.config import Settings
     from streamproc.simulate import Simulation
 
-__all__ = ["make_viewing_event", "small_world_stream"]
+__all__ = ["make_viewing_event", "predictions_unlike_a_replay", "small_world_stream"]
 
 _BASE: dict[str, Any] = {
     "event_id": "00000000-0000-0000-0000-000000000001",
@@ -77,3 +78,41 @@ def small_world_stream(settings: Settings, n: int, seed: int) -> Simulation:
         ),
         settings,
     )
+
+
+def predictions_unlike_a_replay(
+    settings: Settings, work_dir: Path, *, namespace: str = "replay-check"
+) -> list[dict[str, Any]]:
+    """The served predictions (the predictions topic) that a one-process replay of the valid
+    topic does not make; empty when the workers computed exactly what the replay computes.
+
+    A valid record written twice (at-least-once: after a crash, the input records after the
+    last commit are validated and written again) is predicted twice, by the workers and by
+    the replay alike, from the model state at each copy: a served score must equal the
+    replay's score for one of the copies of its event. A prediction served twice for the
+    same valid record (the model stage's own redelivery) has the same score both times.
+    The replay's predictions go to ``work_dir/<namespace>.jsonl``.
+    """
+    import orjson
+
+    from streamproc.emit.decode_any import decode_record
+    from streamproc.ingest.schemas import load_schemas
+    from streamproc.kafka.read import read_to_end
+    from streamproc.registry.replay import replay_models
+
+    path = Path(work_dir) / f"{namespace}.jsonl"
+    replay_models(settings, namespace, predictions_out=path)
+    replay: dict[tuple[str, str], list[float]] = {}
+    for line in path.read_bytes().splitlines():
+        p = orjson.loads(line)
+        replay.setdefault((p["event_id"], p["model"]), []).append(p["score"])
+    schemas = load_schemas(settings.schemas_path)
+    served = [
+        decode_record(rec.value or b"", schemas)[1]
+        for rec in read_to_end(settings, settings.topic_predictions)
+    ]
+    return [
+        p
+        for p in served
+        if not any(abs(p["score"] - s) <= 1e-9 for s in replay.get((p["event_id"], p["model"]), ()))
+    ]

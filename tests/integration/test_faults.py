@@ -47,7 +47,7 @@ from streamproc.kafka.read import read_to_end
 from streamproc.kafka.topics import ensure_topics
 from streamproc.learning.specs import get_model_specs
 from streamproc.produce import EventProducer
-from streamproc.testing import small_world_stream
+from streamproc.testing import predictions_unlike_a_replay, small_world_stream
 from streamproc.workers import WorkerProcess, wait_for_catch_up
 
 if TYPE_CHECKING:
@@ -265,30 +265,9 @@ def _wait_joined(settings: Settings, worker: WorkerProcess, timeout: float) -> N
 
 
 def _assert_predictions_equal_a_replay(settings: Settings, tmp_path: Path) -> None:
-    """Every prediction served, from any worker, equals one a one-process replay makes.
-
-    A valid record written twice (at-least-once, after a fault) is predicted twice, by the
-    workers and by the replay alike, from the model state at each copy: a served score must
-    equal the replay's score for one of the copies of its event.
-    """
-    from streamproc.registry.replay import replay_models
-
-    path = tmp_path / "replay.jsonl"
-    replay_models(settings, "replay-check", predictions_out=path)
-    replay: dict[tuple[str, str], list[float]] = {}
-    for line in path.read_bytes().splitlines():
-        p = json.loads(line)
-        replay.setdefault((p["event_id"], p["model"]), []).append(p["score"])
-    schemas = load_schemas(settings.schemas_path)
-    served = [
-        decode_record(rec.value or b"", schemas)[1]
-        for rec in read_to_end(settings, settings.topic_predictions)
-    ]
-    mismatched = [
-        p
-        for p in served
-        if not any(abs(p["score"] - s) <= 1e-9 for s in replay[(p["event_id"], p["model"])])
-    ]
+    """Every prediction served, from any worker, equals one a one-process replay makes
+    (for an event written twice, the replay's score of one of its copies)."""
+    mismatched = predictions_unlike_a_replay(settings, tmp_path)
     assert not mismatched, f"{len(mismatched)} predictions differ, e.g. {mismatched[:2]}"
 
 
