@@ -242,11 +242,9 @@ class _Publisher(threading.Thread):
     def __init__(self, settings: Settings, params: SimParams, rate: float) -> None:
         super().__init__(name="streamproc-demo-publisher", daemon=True)
         self.simulation = simulate_events(params, settings)
-        # Keys go where the workers' producer puts them (murmur2, as Java clients do), so
-        # valid partition p is fed by input partition p alone, in publish order.
-        self.producer = EventProducer(
-            settings, params.fmt, config={"partitioner": "murmur2_random"}
-        )
+        # EventProducer puts keys where the workers' producer does (murmur2, as Java clients
+        # do), so valid partition p is fed by input partition p alone, in publish order.
+        self.producer = EventProducer(settings, params.fmt)
         self.rate = rate
         self.sent = 0
         self.valid_ids: list[str] = []  # ids of the valid events, in publish order

@@ -82,7 +82,16 @@ def replay_dlq(
         None
         if dry_run
         else Producer(
-            client_config(settings, **{"enable.idempotence": True, "acks": "all", "linger.ms": 5})
+            client_config(
+                settings,
+                **{
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                    # As EventProducer: a viewer's records on the partition murmur2 gives.
+                    "partitioner": "murmur2_random",
+                },
+            )
         )
     )
     failures: list[str] = []

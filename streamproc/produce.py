@@ -77,6 +77,11 @@ class EventProducer:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": settings.producer_linger_ms,
+            # Keys go where the workers' producer and Java clients put them (murmur2), so a
+            # viewer's valid partition is the partition of its input records: each valid
+            # partition is fed by one input partition, in publish order, whatever the
+            # workers' fetches are (librdkafka's default, consistent_random, hashes with CRC32).
+            "partitioner": "murmur2_random",
             # librdkafka's own log lines go through logging, not straight to stderr.
             "logger": logging.getLogger(f"{__name__}.librdkafka"),
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from unittest.mock import MagicMock
 
 import orjson
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from streamproc.cli.produce import parse_event_line, produce_lines
 from streamproc.config import Settings, load_settings
 from streamproc.emit.encode import SchemaViolationError
+from streamproc.emit.sender import RecordSender
 from streamproc.errors import BrokerUnavailableError
 from streamproc.produce import EventProducer
 from streamproc.testing import make_viewing_event
@@ -80,6 +82,26 @@ def test_context_manager_flushes(settings: Settings) -> None:
 
 def test_idempotent_producer_settings_are_used(producer: EventProducer) -> None:
     assert repr(producer) == "EventProducer(topic='viewing-events', fmt='avro')"
+
+
+def test_keys_are_partitioned_as_the_workers_partition_them(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # murmur2, as the workers' RecordSender and Java clients: a viewer's valid partition is
+    # then the partition of its input records, so each valid partition holds one input
+    # partition's viewers in publish order, whatever the workers' fetches are.
+    seen: list[dict[str, object]] = []
+    monkeypatch.setattr("streamproc.produce.Producer", lambda config: seen.append(config))
+    EventProducer(settings)
+    assert seen[0]["partitioner"] == "murmur2_random"
+    sender: list[dict[str, object]] = []
+
+    def capture(config: dict[str, object]) -> MagicMock:
+        sender.append(config)
+        return MagicMock()
+
+    RecordSender(settings, producer_factory=capture)
+    assert sender[0]["partitioner"] == seen[0]["partitioner"]
 
 
 def test_unreachable_broker_is_reported(producer: EventProducer) -> None:
