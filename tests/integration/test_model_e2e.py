@@ -138,19 +138,39 @@ def test_sigkill_before_any_snapshot_learns_again_from_the_topic(
         make_settings, snapshot_every_events=10**9, snapshot_every_s=10**6, drift_enabled=False
     )
     log = _sigkill_mid_run_and_restart(settings, tmp_path, spawn_worker, seed=26)
+    # The second worker learned again, from offset 0, what the first one had committed.
+    # Per partition that is 0 events if the first had committed none of it, and a partition
+    # it had finished gets no records and is never restored: the valid partitions fill
+    # unevenly (each holds one input partition's viewers), so not every partition has some.
+    # That the state rebuilt is exactly right is the replay check above.
     relearned = [int(n) for n in re.findall(r"fresh models \(replayed (\d+) events", log)]
-    assert len(relearned) == settings.partitions and all(n > 0 for n in relearned), log
+    assert any(n > 0 for n in relearned), log
 
 
 def _sigkill_mid_run_and_restart(
     settings: Settings, tmp_path: Path, spawn_worker: Any, *, seed: int
 ) -> str:
     """SIGKILL a worker 40 % into a stream, restart one; check every prediction against a
-    deterministic replay. The second worker's log."""
-    manifest = _publish(settings, 20_000, seed=seed)
+    deterministic replay. The second worker's log.
+
+    60 % of the stream is published before the first worker starts and the rest after the
+    kill: a worker drains 20,000 records in about 2 s, and with all of them published it
+    could commit everything before the kill, leaving the second worker nothing to restore.
+    """
+    simulation = small_world_stream(settings, 20_000, seed)
+    records = list(simulation)
+    manifest = simulation.manifest
     plays = {s.play_event_id for s in manifest.sessions}
     total_valid = manifest.counts["valid"]
+    cut = len(records) * 6 // 10
 
+    def publish(part: list[Any]) -> None:
+        with EventProducer(settings) as producer:
+            for record in part:
+                producer.send_raw(record.key, record.value)
+            assert producer.flush(60.0) == 0
+
+    publish(records[:cut])
     first = spawn_worker(settings, "worker-1")
     deadline = time.monotonic() + 240
     done = 0
@@ -166,6 +186,7 @@ def _sigkill_mid_run_and_restart(
         done = sum(r.committed or 0 for r in rows)
         time.sleep(0.2)
     first.kill()
+    publish(records[cut:])
 
     with spawn_worker(settings, "worker-2") as second:
         _catch_up(settings, second)
