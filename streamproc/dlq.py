@@ -16,7 +16,7 @@ from streamproc.config import Settings
 from streamproc.emit.decode_any import decode_record
 from streamproc.errors import KafkaError
 from streamproc.ingest.schemas import load_schemas
-from streamproc.kafka.clients import client_config
+from streamproc.kafka.clients import KEY_PARTITIONER, client_config
 from streamproc.kafka.read import read_to_end
 
 __all__ = ["DlqSummary", "inspect_dlq", "replay_dlq"]
@@ -89,7 +89,7 @@ def replay_dlq(
                     "acks": "all",
                     "linger.ms": 5,
                     # As EventProducer: a viewer's records on the partition murmur2 gives.
-                    "partitioner": "murmur2_random",
+                    "partitioner": KEY_PARTITIONER,
                 },
             )
         )

@@ -23,7 +23,7 @@ from streamproc.emit.encode import Encoder
 from streamproc.errors import KafkaError
 from streamproc.ingest.registry import confluent_header_for
 from streamproc.ingest.schemas import load_schemas
-from streamproc.kafka.clients import client_config, wait_for_broker
+from streamproc.kafka.clients import KEY_PARTITIONER, client_config, wait_for_broker
 
 __all__ = ["EventProducer"]
 
@@ -81,7 +81,7 @@ class EventProducer:
             # viewer's valid partition is the partition of its input records: each valid
             # partition is fed by one input partition, in publish order, whatever the
             # workers' fetches are (librdkafka's default, consistent_random, hashes with CRC32).
-            "partitioner": "murmur2_random",
+            "partitioner": KEY_PARTITIONER,
             # librdkafka's own log lines go through logging, not straight to stderr.
             "logger": logging.getLogger(f"{__name__}.librdkafka"),
         }

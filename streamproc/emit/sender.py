@@ -31,7 +31,7 @@ from confluent_kafka import Producer
 
 from streamproc.config import Settings
 from streamproc.errors import KafkaError
-from streamproc.kafka.clients import client_config
+from streamproc.kafka.clients import KEY_PARTITIONER, client_config
 from streamproc.kafka.security import redact
 from streamproc.kafka.topics import SNAPSHOT_MAX_MESSAGE_BYTES
 
@@ -73,7 +73,7 @@ class RecordSender:
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": settings.producer_linger_ms,
-                "partitioner": "murmur2_random",
+                "partitioner": KEY_PARTITIONER,
                 # librdkafka refuses records above 1,000,000 bytes by default; a partition's
                 # snapshot may be larger, up to the snapshot topic's max.message.bytes. The
                 # other topics keep the broker's default limit.

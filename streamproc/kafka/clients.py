@@ -19,7 +19,18 @@ from streamproc.config import Settings
 from streamproc.errors import AuthenticationError, BrokerUnavailableError
 from streamproc.kafka.security import describe_security, redact, security_config
 
-__all__ = ["ConnectionWatch", "client_config", "quiet_client_logger", "wait_for_broker"]
+__all__ = [
+    "KEY_PARTITIONER",
+    "ConnectionWatch",
+    "client_config",
+    "quiet_client_logger",
+    "wait_for_broker",
+]
+
+#: librdkafka partitioner of every producer the project writes keyed records with: murmur2,
+#: as Java clients and aiokafka hash keys, so a key lands on the same partition whichever
+#: client wrote it, and a viewer's valid partition is the partition of its input records.
+KEY_PARTITIONER = "murmur2_random"
 
 logger = logging.getLogger(__name__)
 
