@@ -9,7 +9,7 @@ from faust import Worker
 from agents.app import create_app
 from streamproc.config import Settings
 from streamproc.kafka.clients import wait_for_broker
-from streamproc.memory import fix_malloc_thresholds, limit_malloc_arenas
+from streamproc.memory import MallocTrimmer, fix_malloc_thresholds, limit_malloc_arenas
 from streamproc.observe.gc_pauses import GcPauseWatcher, freeze_long_lived
 
 __all__ = ["run_worker"]
@@ -40,9 +40,16 @@ def run_worker(settings: Settings) -> None:
     logger.debug("%d long-lived objects moved out of the garbage collector's reach", frozen)
     watcher = GcPauseWatcher(app.metrics.gc_pause_seconds)  # type: ignore[attr-defined]
     watcher.install()
+    trimmer = (
+        MallocTrimmer(settings.malloc_trim_interval_s).start()
+        if settings.malloc_trim_interval_s > 0
+        else None
+    )
     try:
         worker.execute_from_commandline()
     finally:
+        if trimmer is not None:
+            trimmer.stop()
         watcher.remove()
         if server is not None:
             server.stop()

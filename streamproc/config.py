@@ -216,6 +216,13 @@ class Settings(BaseSettings):
         "default, which rises as large blocks are freed): larger blocks are returned to the "
         "system when freed.",
     )
+    malloc_trim_interval_s: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="Seconds between two glibc malloc_trim calls in a worker process (0 = "
+        "never): free memory inside the heaps is returned to the system, not kept resident.",
+    )
     batch_size: int = Field(
         0,
         ge=0,
