@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -49,8 +50,13 @@ M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
 
+@functools.cache
 def _libc_function(name: str) -> Any | None:
-    """A glibc malloc function, or None when the C library has none (musl, macOS)."""
+    """A glibc malloc function, or None when the C library has none (musl, macOS).
+
+    Looked up once per name: ``find_library`` runs ``ldconfig`` in a subprocess, which the
+    worker's trimming thread would otherwise fork on every trim.
+    """
     library = ctypes.util.find_library("c")
     try:
         function = getattr(ctypes.CDLL(library), name)
