@@ -23,9 +23,9 @@ a free heap top by itself; blocks freed below a block still in use stay resident
 ``malloc_trim`` is called. In a worker that is most of what was left of the growth: over a
 2,000,000-event soak the arenas grew from 75 to 128 MB while the memory in use in them stayed
 at 52-67 MB (``mallinfo2``), and RSS rose by 18-22 %. Trimming every second (6 ms median per
-call, in a thread of its own) cut that to +12 %, but cost latency and throughput: a trim holds
-the arena the event loop allocates from while it runs (up to tens of milliseconds under load),
-and the pages it returns are faulted in again. The worker trims every 10 s by default
+call, in a thread of its own) cut that to +12 %. A trim holds the arena the event loop
+allocates from while it runs (up to tens of milliseconds under load), and the pages it returns
+are faulted in again; the worker trims every 10 s by default
 (``STREAMPROC_MALLOC_TRIM_INTERVAL_S``), with the records per fetch capped at 6,000
 (``STREAMPROC_BATCH_SIZE``): against slow fragmentation, at no cost the bench could measure.
 """
