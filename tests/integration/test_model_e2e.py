@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,16 @@ def _settings(make_settings: Any, **extra: Any) -> Settings:
     return settings
 
 
-def _publish(settings: Settings, n: int, seed: int, *, start: int | None = None) -> Manifest:
-    simulation = small_world_stream(settings, n, seed)
+def _send(settings: Settings, records: Iterable[Any]) -> None:
     with EventProducer(settings) as producer:
-        for record in simulation:
+        for record in records:
             producer.send_raw(record.key, record.value)
         assert producer.flush(60.0) == 0
+
+
+def _publish(settings: Settings, n: int, seed: int, *, start: int | None = None) -> Manifest:
+    simulation = small_world_stream(settings, n, seed)
+    _send(settings, simulation)
     return simulation.manifest
 
 
@@ -163,14 +168,7 @@ def _sigkill_mid_run_and_restart(
     plays = {s.play_event_id for s in manifest.sessions}
     total_valid = manifest.counts["valid"]
     cut = len(records) * 6 // 10
-
-    def publish(part: list[Any]) -> None:
-        with EventProducer(settings) as producer:
-            for record in part:
-                producer.send_raw(record.key, record.value)
-            assert producer.flush(60.0) == 0
-
-    publish(records[:cut])
+    _send(settings, records[:cut])
     first = spawn_worker(settings, "worker-1")
     deadline = time.monotonic() + 240
     done = 0
@@ -186,7 +184,7 @@ def _sigkill_mid_run_and_restart(
         done = sum(r.committed or 0 for r in rows)
         time.sleep(0.2)
     first.kill()
-    publish(records[cut:])
+    _send(settings, records[cut:])
 
     with spawn_worker(settings, "worker-2") as second:
         _catch_up(settings, second)
