@@ -21,14 +21,39 @@ of the batch, and none before the agent is done with it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
+from itertools import chain, zip_longest
+from operator import attrgetter, is_not
 from typing import Any, cast
 
 import faust
 from faust.types import TP, ConsumerMessage, EventT, Message
 from faust.types.tuples import ack_lock
 
-__all__ = ["BatchTopic", "RecordBatch", "acknowledge_batch", "batch_message"]
+__all__ = ["BatchTopic", "RecordBatch", "acknowledge_batch", "batch_message", "round_robin"]
+
+
+_not_none = partial(is_not, None)
+_value_size = attrgetter("serialized_value_size")
+
+
+def round_robin(per_partition: Mapping[TP, Sequence[Any]]) -> Iterable[Any]:
+    """The records of ``per_partition`` in the order Faust's default scheduler hands one
+    topic's records on: the first record of each partition (in the mapping's order), then
+    the second of each, and so on, a partition dropping out when it has no more.
+
+    The same order as ``DefaultSchedulingStrategy.iterate`` gives, built in C (itertools)
+    instead of a generator step per record (about 1.5 % of a worker's CPU).
+
+    >>> list(round_robin({"a": [1, 2, 3], "b": [10], "c": [20, 21]}))
+    [1, 10, 20, 2, 21, 3]
+    """
+    lists = list(per_partition.values())
+    if len(lists) == 1:
+        return lists[0]
+    # Records are never None, so None marks only the padding of the shorter partitions.
+    return filter(_not_none, chain.from_iterable(zip_longest(*lists)))
 
 
 class RecordBatch(list[Any]):
@@ -64,7 +89,7 @@ def batch_message(batch: RecordBatch, generation_id: int) -> ConsumerMessage:
         cast(Any, batch),  # Faust types a message's value as bytes
         None,
         0,
-        sum(r.serialized_value_size for r in batch),
+        sum(map(_value_size, batch)),
         tp,
         generation_id=generation_id,
     )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 from confluent_kafka import KafkaException
 from mode.supervisors import CrashingSupervisor
+from prometheus_client import Counter
 
 from agents.batches import RecordBatch, acknowledge_batch
 from agents.drift import ControlFollower, SignalSink
@@ -25,7 +26,7 @@ from streamproc.ingest.decode import EventDecoder
 from streamproc.ingest.process import HEADER_WRITER, build_dead_letter
 from streamproc.ingest.schemas import load_schemas
 from streamproc.kafka.topics import SNAPSHOT_MAX_MESSAGE_BYTES
-from streamproc.learning.partition import PartitionLearner, PredictionOut
+from streamproc.learning.partition import LabelOut, PartitionLearner, PredictionOut
 from streamproc.learning.specs import get_model_specs
 from streamproc.metrics import StreamprocMetrics
 from streamproc.registry.restore import RestoredPartition, restore_partitions
@@ -67,6 +68,7 @@ class ModelRuntime:
                 [s.name for s in self.specs if s.task in ("binary", "regression")],
             )
         self.learners: dict[int, PartitionLearner] = {}
+        self._label_counters: dict[str, Counter] = {}
         self.drifts: dict[int, PartitionDrift] = {}
         self.next_offset: dict[int, int] = {}
         self.since_snapshot: dict[int, int] = {}
@@ -78,15 +80,22 @@ class ModelRuntime:
 
     def new_learner(self) -> PartitionLearner:
         s = self.settings
-        labels = self.metrics.labels_resolved
         return PartitionLearner(
             self.specs,
             completion_threshold=s.completion_threshold,
             session_timeout_ms=int(s.session_timeout_s * 1000),
             timeout_policy=s.session_timeout_policy,
             seed=s.seed,
-            on_label=lambda label: labels.labels(model=label.model).inc(),
+            on_label=self._count_label,
         )
+
+    def _count_label(self, label: LabelOut) -> None:
+        # The counter of each model looked up once: labels() costs more than the count.
+        counter = self._label_counters.get(label.model)
+        if counter is None:
+            counter = self.metrics.labels_resolved.labels(model=label.model)
+            self._label_counters[label.model] = counter
+        counter.inc()
 
     def new_drift(self, learner: PartitionLearner, partition: int) -> PartitionDrift:
         return PartitionDrift.from_settings(learner, self.settings, partition=partition)

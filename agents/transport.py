@@ -41,7 +41,7 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, Message
 from mode import Service, ServiceT
 
-from agents.batches import RecordBatch, batch_message
+from agents.batches import RecordBatch, batch_message, round_robin
 from streamproc.config import Settings
 
 __all__ = ["WorkerTransport", "deliver"]
@@ -173,7 +173,7 @@ class _Consumer(driver.Consumer):
             if not flowing():
                 return
             spans = {tp: (rs[0].offset, rs[-1].offset) for tp, rs in per_partition.items()}
-            batch = RecordBatch((r for _, r in self.scheduler.iterate(per_partition)), spans)
+            batch = RecordBatch(round_robin(per_partition), spans)
             for tp in per_partition:
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             message = batch_message(batch, generation_id)

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
+from faust.transport.utils import DefaultSchedulingStrategy
 from faust.types import TP
 from pydantic import SecretStr
 
 from agents.app import BATCHES_QUEUED, create_app
-from agents.batches import BatchTopic, RecordBatch, acknowledge_batch, batch_message
+from agents.batches import BatchTopic, RecordBatch, acknowledge_batch, batch_message, round_robin
 from streamproc.config import Settings
 
 
@@ -53,6 +54,19 @@ def test_a_batch_message_is_its_last_records() -> None:
     assert message.value is batch
     assert (message.tp, message.offset, message.generation_id) == (a, 13, 7)
     assert message.timestamp == (1_700_000_000_000 + 13) / 1000
+
+
+@pytest.mark.parametrize("sizes", [[5], [3, 0, 1], [1, 4, 2, 4], [6, 6], [2, 9, 1, 7, 3, 3]])
+def test_round_robin_is_the_order_of_fausts_default_scheduler(sizes: list[int]) -> None:
+    per_partition = {
+        TP("in", p): [_record("in", p, 100 * p + o) for o in range(n)]
+        for p, n in enumerate(sizes)
+        if n
+    }
+    faust_order = [r for _, r in DefaultSchedulingStrategy().iterate(per_partition)]
+    ours = list(round_robin(per_partition))
+    assert len(ours) == sum(sizes)
+    assert [(r.partition, r.offset) for r in ours] == [(r.partition, r.offset) for r in faust_order]
 
 
 def test_the_agents_topics_are_batch_topics_with_a_short_queue(settings: Settings) -> None:
