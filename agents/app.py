@@ -19,6 +19,7 @@ from agents.transport import WorkerTransport
 from streamproc.config import Settings
 from streamproc.emit.sender import RecordSender
 from streamproc.errors import ConfigError
+from streamproc.ingest.dedupe import Deduplicator
 from streamproc.metrics import StreamprocMetrics
 
 __all__ = ["BATCHES_QUEUED", "WorkerApp", "create_app"]
@@ -51,6 +52,10 @@ class WorkerApp(faust.App):
 
     #: Topics whose records the consumer hands on a fetch at a time (:mod:`agents.batches`).
     batch_topics: set[str]
+
+    #: The ingest agent's de-duplicator (its ids are the de-duplication table's, recovered
+    #: from the table's changelog); None when this worker runs no ingest agent.
+    deduplicator: Deduplicator | None = None
 
     def batch_topic(self, name: str) -> BatchTopic:
         """A :class:`BatchTopic` of raw records, read a fetch at a time by its agent.

@@ -63,9 +63,15 @@ def register_ingest(app: WorkerApp, settings: Settings, metrics: StreamprocMetri
             partition=partition,
         )
 
+    # The store's own dict, not the store: Faust's recovery writes into that dict, and the
+    # store's mapping methods run in Python, where a miss (every new id) raises and catches
+    # a KeyError: 2.6 µs per event against 0.7 µs on the dict.
+    store = seen.data  # faust.stores.memory.Store
+    ids: dict[str, Sequence[int]] = store.data  # type: ignore[attr-defined]
     dedupe = Deduplicator(
-        int(settings.dedupe_window_s * 1000), seen.data, persist, max_ids=settings.dedupe_max_ids
+        int(settings.dedupe_window_s * 1000), ids, persist, max_ids=settings.dedupe_max_ids
     )
+    app.deduplicator = dedupe
     processor = IngestProcessor(
         settings, schemas, dedupe, registry_lookup=registry_lookup_for(settings)
     )

@@ -1,0 +1,46 @@
+"""The ingest agent's de-duplicator works on the ids its table recovers from the changelog."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from pydantic import SecretStr
+
+from agents.app import create_app
+from streamproc.config import Settings
+
+
+def _changelog_record(partition: int, event_id: str, value: list[int] | None) -> Any:
+    # What Faust's recovery hands a table: the changelog record, key and value decoded.
+    return SimpleNamespace(
+        key=event_id,
+        value=value,
+        message=SimpleNamespace(partition=partition, value=None if value is None else b"[]"),
+    )
+
+
+def test_ids_recovered_into_the_table_are_the_deduplicators(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"agents": "ingest"}))
+    dedupe = app.deduplicator
+    assert dedupe is not None
+    (table,) = app.tables.values()
+    now_ms = 1_700_000_000_000
+    table.apply_changelog_batch(
+        [
+            _changelog_record(2, "e-1", [2, 40, now_ms]),
+            _changelog_record(1, "e-2", [1, 7, now_ms]),
+            _changelog_record(1, "e-2", None),  # forgotten later: a tombstone
+        ]
+    )
+    later = now_ms + 1_000
+    assert dedupe.is_duplicate("e-1", 0, 9, now_ms=later)  # another record with a known id
+    assert not dedupe.is_duplicate("e-1", 2, 40, now_ms=later)  # the same record, replayed
+    assert not dedupe.is_duplicate("e-2", 0, 10, now_ms=later)  # its id was forgotten
+
+
+def test_a_worker_without_the_ingest_agent_has_no_deduplicator(settings: Settings) -> None:
+    only_model = settings.model_copy(
+        update={"agents": "model", "snapshot_keys": SecretStr("k1:ingest-table-test")}
+    )
+    assert create_app(only_model).deduplicator is None
