@@ -6,9 +6,10 @@ the settings of the environment as in the other measurements) joins fresh topics
 thread then generates the benchmark's simulated records in chunks (the same simulator, seed
 and format as :func:`benchmarks.preload.build_workload`, never all N in memory) and loads each
 chunk once fewer than :data:`MAX_IN_FLIGHT` records would be waiting for the worker. Every
-:data:`SAMPLE_EVERY_S` seconds the main thread reads the worker's ``VmRSS`` and the records it
-has processed (the group's committed offsets on the input topic, summed over partitions) and
-records a :class:`Checkpoint` whenever that count crosses a multiple of K. It ends when all N
+:data:`SAMPLE_EVERY_S` seconds the main thread reads the worker's ``VmRSS`` and the events it
+has processed through both stages (:func:`finished_events`: the group's committed offsets on
+the input topic, less the valid records the model stage has still to score) and records a
+:class:`Checkpoint` whenever that count crosses a multiple of K. It ends when all N
 are committed on the input topic and the model stage has caught up (lag 0 on the valid
 topic), and fails if the worker exits or nothing progresses for :data:`STALL_TIMEOUT_S`.
 
@@ -61,6 +62,7 @@ __all__ = [
     "Feeder",
     "SoakTracker",
     "accounting_checks",
+    "finished_events",
     "render_checkpoints",
     "render_soak",
     "render_soak_markdown",
@@ -155,6 +157,20 @@ class SoakTracker:
             self.checkpoints.append(checkpoint)
             new.append(checkpoint)
         return new
+
+
+def finished_events(ingested: int, valid_lag: int) -> int:
+    """Input events through both stages: those the ingest stage has committed, less the
+    valid records the model stage has not committed yet (never below 0).
+
+    An event is processed when the worker is done with it, not when its first stage is:
+    in a soak the ingest stage runs up to hundreds of thousands of events ahead of the
+    model stage, whose state is then still filling at the ingest stage's checkpoint.
+
+    >>> finished_events(200_000, 65_000), finished_events(1_000, 5_000)
+    (135000, 0)
+    """
+    return max(0, ingested - valid_lag)
 
 
 def _change(rss: float, first: float) -> float:
@@ -616,28 +632,38 @@ def _watch(
             processed = sum(r.committed or 0 for r in rows if r.topic == s.topic_input)
             scored = sum(r.committed or 0 for r in rows if r.topic == s.topic_valid)
             valid_lag = sum(r.lag for r in rows if r.topic == s.topic_valid)
+            # Through both stages: the ingest stage's count less the valid records the model
+            # stage has still to score (a lower bound: the valid topic may already hold
+            # records of input the ingest stage has not committed yet).
+            finished = finished_events(processed, valid_lag)
             latest["processed"] = processed
             if (processed, scored) != last_progress:
                 last_progress, last_change = (processed, scored), now
             t0 = feeder.started_at
             if t0 is not None and rss is not None:
                 for c in tracker.observe(
-                    processed, rss, now - t0, scored=scored, produced=feeder.produced
+                    finished,
+                    rss,
+                    now - t0,
+                    ingested=processed,
+                    scored=scored,
+                    produced=feeder.produced,
                 ):
                     progress.say(
                         f"soak: checkpoint {c.mark:,}: RSS {_mb(c.rss_bytes)} MB (max "
                         f"{_mb(c.max_rss_bytes)} MB) at {c.processed:,} processed, "
                         f"{c.elapsed_s:,.1f} s"
                     )
-                recent.append((now, processed))
+                recent.append((now, finished))
                 rate = (
                     (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
                     if len(recent) > 1
                     else 0.0
                 )
                 progress.tick(
-                    f"soak: {processed:,} / {events:,} processed ({feeder.produced:,} produced, "
-                    f"model stage {valid_lag:,} behind), {rate:,.0f} events/s, RSS {_mb(rss)} MB "
+                    f"soak: {finished:,} / {events:,} processed ({processed:,} through the ingest "
+                    f"stage, {feeder.produced:,} produced, model stage {valid_lag:,} behind), "
+                    f"{rate:,.0f} events/s, RSS {_mb(rss)} MB "
                     f"(max {_mb(tracker.max_rss_bytes)} MB), {now - t0:,.0f} s"
                 )
             done = (
