@@ -39,6 +39,26 @@ def test_ids_recovered_into_the_table_are_the_deduplicators(settings: Settings) 
     assert not dedupe.is_duplicate("e-2", 0, 10, now_ms=later)  # its id was forgotten
 
 
+def test_ids_forgotten_after_a_recovery_leave_the_stores_partition_map(
+    settings: Settings,
+) -> None:
+    app = create_app(settings.model_copy(update={"agents": "ingest"}))
+    dedupe = app.deduplicator
+    assert dedupe is not None
+    (table,) = app.tables.values()
+    now_ms = 1_700_000_000_000
+    table.apply_changelog_batch(
+        [_changelog_record(p, f"e-{p}", [p, 1, now_ms + p]) for p in range(3)]
+    )
+    store: Any = table.data
+    assert store._key_partition == {"e-0": 0, "e-1": 1, "e-2": 2}  # Faust's own bookkeeping
+    # Sent later (records of the table's changelog, through the app's producer): stubbed.
+    app.sender.send = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    assert dedupe.purge(now_ms=now_ms + 1 + int(settings.dedupe_window_s * 1000)) == 1
+    assert store._key_partition == {"e-1": 1, "e-2": 2}
+    assert set(store.data) == {"e-1", "e-2"}
+
+
 def test_a_worker_without_the_ingest_agent_has_no_deduplicator(settings: Settings) -> None:
     only_model = settings.model_copy(
         update={"agents": "model", "snapshot_keys": SecretStr("k1:ingest-table-test")}
