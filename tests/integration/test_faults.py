@@ -212,11 +212,25 @@ def _wait_for_log(worker: WorkerProcess, text: str, after: int, timeout: float) 
     """Seconds until ``text`` appears in the worker's log past byte ``after``."""
     started = time.monotonic()
     while True:
-        if text in worker.log_path.read_bytes()[after:].decode(errors="replace"):
+        log = worker.log_path.read_bytes()[after:].decode(errors="replace")
+        if text in log:
             return time.monotonic() - started
         assert worker.alive(), worker.log_tail()
-        assert time.monotonic() - started < timeout, f"no {text!r} in\n{worker.log_tail()}"
+        assert time.monotonic() - started < timeout, f"no {text!r} in\n{_distinct_lines(log)}"
         time.sleep(0.1)
+
+
+def _distinct_lines(log: str, limit: int = 120) -> str:
+    """The log's lines, each message once (a warning repeated every few seconds would fill a
+    tail of the log and hide what came before it), at most ``limit`` of them."""
+    seen: set[str] = set()
+    kept = []
+    for line in log.splitlines():
+        message = line.split("] ", 3)[-1]  # without the time stamp, pid and level
+        if message not in seen:
+            seen.add(message)
+            kept.append(line)
+    return "\n".join(kept[-limit:])
 
 
 def _publish_in_background(
