@@ -161,7 +161,8 @@ class SoakTracker:
 
 def finished_events(ingested: int, valid_lag: int) -> int:
     """Input events through both stages: those the ingest stage has committed, less the
-    valid records the model stage has not committed yet (never below 0).
+    valid records the model stage has not committed yet (never below 0). A lower bound: the
+    valid topic may already hold records of input the ingest stage has not committed yet.
 
     An event is processed when the worker is done with it, not when its first stage is:
     in a soak the ingest stage runs up to hundreds of thousands of events ahead of the
@@ -632,9 +633,6 @@ def _watch(
             processed = sum(r.committed or 0 for r in rows if r.topic == s.topic_input)
             scored = sum(r.committed or 0 for r in rows if r.topic == s.topic_valid)
             valid_lag = sum(r.lag for r in rows if r.topic == s.topic_valid)
-            # Through both stages: the ingest stage's count less the valid records the model
-            # stage has still to score (a lower bound: the valid topic may already hold
-            # records of input the ingest stage has not committed yet).
             finished = finished_events(processed, valid_lag)
             latest["processed"] = processed
             if (processed, scored) != last_progress:

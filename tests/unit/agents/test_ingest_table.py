@@ -7,8 +7,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from agents.app import create_app
+from agents.app import WorkerApp, create_app
 from streamproc.config import Settings
+from streamproc.ingest.dedupe import Deduplicator
+
+NOW_MS = 1_700_000_000_000
 
 
 def _changelog_record(partition: int, event_id: str, value: list[int] | None) -> Any:
@@ -20,12 +23,17 @@ def _changelog_record(partition: int, event_id: str, value: list[int] | None) ->
     )
 
 
-def test_ids_recovered_into_the_table_are_the_deduplicators(settings: Settings) -> None:
+def _ingest_app(settings: Settings) -> tuple[WorkerApp, Deduplicator, Any]:
+    """An ingest-only app, its de-duplicator and its de-duplication table."""
     app = create_app(settings.model_copy(update={"agents": "ingest"}))
-    dedupe = app.deduplicator
-    assert dedupe is not None
+    assert app.deduplicator is not None
     (table,) = app.tables.values()
-    now_ms = 1_700_000_000_000
+    return app, app.deduplicator, table
+
+
+def test_ids_recovered_into_the_table_are_the_deduplicators(settings: Settings) -> None:
+    _, dedupe, table = _ingest_app(settings)
+    now_ms = NOW_MS
     table.apply_changelog_batch(
         [
             _changelog_record(2, "e-1", [2, 40, now_ms]),
@@ -42,11 +50,8 @@ def test_ids_recovered_into_the_table_are_the_deduplicators(settings: Settings) 
 def test_ids_forgotten_after_a_recovery_leave_the_stores_partition_map(
     settings: Settings,
 ) -> None:
-    app = create_app(settings.model_copy(update={"agents": "ingest"}))
-    dedupe = app.deduplicator
-    assert dedupe is not None
-    (table,) = app.tables.values()
-    now_ms = 1_700_000_000_000
+    app, dedupe, table = _ingest_app(settings)
+    now_ms = NOW_MS
     table.apply_changelog_batch(
         [_changelog_record(p, f"e-{p}", [p, 1, now_ms + p]) for p in range(3)]
     )
