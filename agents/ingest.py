@@ -13,7 +13,7 @@ from mode.supervisors import CrashingSupervisor
 
 from agents.batches import RecordBatch, acknowledge_batch
 from streamproc.config import Settings
-from streamproc.ingest.dedupe import Deduplicator
+from streamproc.ingest.dedupe import Deduplicator, Seen
 from streamproc.ingest.process import IngestProcessor
 from streamproc.ingest.registry import registry_lookup_for
 from streamproc.ingest.schemas import load_schemas
@@ -54,7 +54,7 @@ def register_ingest(app: WorkerApp, settings: Settings, metrics: StreamprocMetri
     # store's mapping methods run in Python, where a miss (every new id) raises and catches
     # a KeyError: 2.6 µs per event against 0.7 µs on the dict.
     store = seen.data  # faust.stores.memory.Store
-    ids: dict[str, Sequence[int]] = store.data  # type: ignore[attr-defined]
+    ids: dict[str, Seen] = store.data  # type: ignore[attr-defined]
     # The store also maps every key it recovers to its partition (to drop the keys of
     # partitions no longer assigned once recovery completes) and forgets a key only when the
     # changelog deletes it during a recovery: forgotten ids leave it here.

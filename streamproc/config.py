@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     dedupe_max_ids: int = Field(
         1_000_000,
         ge=1_000,
-        description="Most event ids the de-duplication table keeps per worker (about 270 bytes "
+        description="Most event ids the de-duplication table keeps per worker (about 170 bytes "
         "each); beyond it the oldest are forgotten first, even within the window.",
     )
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
-from streamproc.ingest.dedupe import Deduplicator
+from streamproc.ingest.dedupe import Deduplicator, Seen, pack_seen, unpack_seen
 
 
 def test_the_table_never_holds_more_than_max_ids_and_forgets_the_oldest_first() -> None:
@@ -75,3 +75,50 @@ def test_values_recovered_from_the_changelog_as_lists_still_work() -> None:
     # Past the bound the oldest go (down to max_ids less a twentieth, at least one): both lists.
     assert not d.is_duplicate("new", 0, 1, now_ms=2_000)
     assert list(d.store) == ["new"] and d.evicted == 2
+
+
+def test_an_id_keeps_one_int_and_the_changelog_still_gets_its_three_numbers() -> None:
+    changes: list[tuple[int, str, Sequence[int] | None]] = []
+    d = Deduplicator(3_600_000, {}, lambda p, k, v: changes.append((p, k, v)))
+    assert not d.is_duplicate("e1", 4, 2**40, now_ms=1_765_000_000_000)
+    (value,) = d.store.values()
+    assert type(value) is int  # one object per id, not a tuple of three
+    assert unpack_seen(value) == (4, 2**40, 1_765_000_000_000)
+    assert changes == [(4, "e1", (4, 2**40, 1_765_000_000_000))]  # the changelog's array
+    assert d.is_duplicate("e1", 4, 2**40 + 1, now_ms=1_765_000_000_001)
+    assert not d.is_duplicate("e1", 4, 2**40, now_ms=1_765_000_000_002)  # a replay
+
+
+@pytest.mark.parametrize(
+    ("partition", "offset", "seen_at_ms"),
+    [(0, 0, 0), (2**24 - 1, 2**63 - 1, 2**45), (3, 17, -5), (-1, 5, 9), (2**24, 5, 9), (1, -1, 9)],
+)
+def test_packing_gives_back_the_same_three_numbers(
+    partition: int, offset: int, seen_at_ms: int
+) -> None:
+    value = pack_seen(partition, offset, seen_at_ms)
+    assert unpack_seen(value) == (partition, offset, seen_at_ms)
+    d = Deduplicator(100, {"e": value})
+    assert not d.is_duplicate("e", partition, offset, now_ms=seen_at_ms + 1)  # a replay
+    assert d.is_duplicate("e", partition + 1, offset, now_ms=seen_at_ms + 1)
+
+
+class _CountingDict(dict[str, Seen]):
+    """A dict that counts the items its ``items()`` iterators hand out."""
+
+    handed_out = 0
+
+    def items(self) -> Iterator[tuple[str, Seen]]:  # type: ignore[override]
+        for item in super().items():
+            self.handed_out += 1
+            yield item
+
+
+def test_purge_stops_at_the_first_id_still_within_the_window() -> None:
+    store = _CountingDict()
+    d = Deduplicator(1_000, store)
+    for i in range(10_000):
+        d.is_duplicate(f"e{i}", 0, i, now_ms=i)
+    assert d.purge(now_ms=1_100) == 100  # e0 .. e99 were seen before 100
+    assert store.handed_out == 101  # the forgotten ids and the first one kept: no full scan
+    assert next(iter(store)) == "e100" and len(store) == 9_900
