@@ -202,11 +202,11 @@ class Settings(BaseSettings):
         "(at 1 MiB its memory grew by a fifth over 2,000,000 events).",
     )
     malloc_arenas: int = Field(
-        2,
+        1,
         ge=0,
         le=64,
         description="glibc malloc arenas of a worker process (0 = glibc's default, 8 per core); "
-        "fewer arenas hold less freed memory.",
+        "fewer arenas hold less freed memory (one: every thread reuses what another freed).",
     )
     malloc_mmap_threshold: int = Field(
         131_072,

@@ -5,10 +5,13 @@ A worker has several threads that allocate (the asyncio loop, Faust's consumer t
 librdkafka's threads, the flushes run in the default executor), and memory freed in one arena
 is reused only by that arena: in a 2,000,000-event soak a worker's RSS rose from 423 to
 565-680 MB, and with two arenas from 339 to 448 MB over the first 1,000,000 events
-(``benchmarks/README.md``). :func:`limit_malloc_arenas` sets the limit the way the
-``MALLOC_ARENA_MAX`` environment variable does, but from the process itself, so that a worker
-started any way (``streamproc worker``, the image, a test) gets it. It must run before the
-process starts its second thread: glibc fixes the limit the first time a thread needs an arena.
+(``benchmarks/README.md``). One arena (the default) peaked 342-360 MB in four later soaks
+against 372-375 MB for two in three, at the same throughput and latency in the bench: the
+threads other than the event loop allocate little, so they seldom wait for its arena.
+:func:`limit_malloc_arenas` sets the limit the way the ``MALLOC_ARENA_MAX`` environment
+variable does, but from the process itself, so that a worker started any way (``streamproc
+worker``, the image, a test) gets it. It must run before the process starts its second
+thread: glibc fixes the limit the first time a thread needs an arena.
 
 :func:`fix_malloc_thresholds` fixes glibc's mmap and trim thresholds. By default glibc raises its
 mmap threshold (up to 32 MB) each time a large block it had mapped is freed, so later large blocks
