@@ -11,7 +11,11 @@ passes its Faust table's store and a callback that writes the change to the tabl
 changelog, so the state survives restarts). Ids are kept for the window, but never more than
 ``max_ids`` of them: memory grows with the ids seen within the window, so a high rate or a long
 window would otherwise grow without bound. Past ``max_ids`` the oldest ids are forgotten
-first, a twentieth of ``max_ids`` at a time, and :attr:`evicted` counts them.
+first, a two-hundredth of ``max_ids`` at a time, and :attr:`evicted` counts them. (In chunks:
+the dict's iteration from its oldest end first walks past the slots of the ids already
+deleted, until the dict is next rebuilt. At the default 1,000,000 ids, with the changelog
+writes, an eviction holds the event loop for 6-8 ms instead of the 75 ms of a twentieth, at
+0.04 µs more per id; the dict's own rebuild, every 1,800,000 insertions or so, takes 38 ms.)
 
 Each id's three numbers are kept packed in one int (:func:`pack_seen`): about 170 bytes per id
 with its key and its slot in the dict, against 260 as a tuple of three ints (the tuple and two
@@ -102,7 +106,8 @@ class Deduplicator:
     >>> d.purge(now_ms=100_000)
     1
 
-    With ``max_ids`` the oldest ids go first, a twentieth of ``max_ids`` at a time:
+    With ``max_ids`` the oldest ids go first, a two-hundredth of ``max_ids`` (at least one) at a
+    time:
 
     >>> d = Deduplicator(60_000, {}, max_ids=20)
     >>> [d.is_duplicate(f"e{i}", 0, i, now_ms=i) for i in range(21)].count(True)
@@ -153,9 +158,9 @@ class Deduplicator:
         return False
 
     def _evict(self, now_ms: int) -> None:
-        """Forget the oldest ids, down to ``max_ids`` less a twentieth (amortised O(1))."""
+        """Forget the oldest ids, down to ``max_ids`` less a two-hundredth."""
         assert self.max_ids is not None
-        keep = self.max_ids - max(1, self.max_ids // 20)
+        keep = self.max_ids - max(1, self.max_ids // 200)
         victims = list(islice(self.store.items(), len(self.store) - keep))
         for key, value in victims:
             del self.store[key]

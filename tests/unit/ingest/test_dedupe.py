@@ -72,7 +72,7 @@ def test_values_recovered_from_the_changelog_as_lists_still_work() -> None:
     d = Deduplicator(3_600_000, {"old": [2, 7, 1_000], "older": [1, 3, 500]}, max_ids=2)
     assert not d.is_duplicate("old", 2, 7, now_ms=2_000)  # a replay of its record
     assert d.is_duplicate("old", 2, 8, now_ms=2_000)
-    # Past the bound the oldest go (down to max_ids less a twentieth, at least one): both lists.
+    # Past the bound the oldest go (down to max_ids less a two-hundredth, at least one): both lists.
     assert not d.is_duplicate("new", 0, 1, now_ms=2_000)
     assert list(d.store) == ["new"] and d.evicted == 2
 
