@@ -27,7 +27,7 @@ the arrays Faust's recovery puts back into the store are read as they are.
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping, Sequence
-from itertools import islice
+from itertools import islice, takewhile
 from typing import cast
 
 __all__ = ["Deduplicator", "Seen", "pack_seen", "unpack_seen"]
@@ -162,10 +162,7 @@ class Deduplicator:
         assert self.max_ids is not None
         keep = self.max_ids - max(1, self.max_ids // 200)
         victims = list(islice(self.store.items(), len(self.store) - keep))
-        for key, value in victims:
-            del self.store[key]
-            if self.on_change is not None:
-                self.on_change(_partition_of(value), key, None)
+        self._forget(victims)
         self.evicted += len(victims)
         self.evicted_age_ms = now_ms - _seen_at(victims[-1][1])
 
@@ -185,13 +182,13 @@ class Deduplicator:
         (2, ['e2'])
         """
         horizon = now_ms - self.window_ms
-        expired: list[tuple[str, int]] = []
-        for key, value in self.store.items():
-            if _seen_at(value) >= horizon:
-                break
-            expired.append((key, _partition_of(value)))
-        for key, partition in expired:
+        expired = list(takewhile(lambda item: _seen_at(item[1]) < horizon, self.store.items()))
+        self._forget(expired)
+        return len(expired)
+
+    def _forget(self, items: list[tuple[str, Seen]]) -> None:
+        """Delete these ids, each with a tombstone to ``on_change`` (in its own partition)."""
+        for key, value in items:
             del self.store[key]
             if self.on_change is not None:
-                self.on_change(partition, key, None)
-        return len(expired)
+                self.on_change(_partition_of(value), key, None)
