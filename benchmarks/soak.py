@@ -14,13 +14,19 @@ are committed on the input topic and the model stage has caught up (lag 0 on the
 topic), and fails if the worker exits or nothing progresses for :data:`STALL_TIMEOUT_S`.
 
 "Flat" means every checkpoint's RSS is within ±10 % of the first one's (the RSS at K).
-The bookkeeping, the verdict and the rendering are pure and tested without a broker.
+A checkpoint is one 2-s sample, and the worker's RSS moves by 20-30 MB for a few seconds at a
+time (freed heap memory touched again between two trims); so the report also gives the
+**level** of each interval between two checkpoints (:func:`interval_levels`: the median of
+its samples) and the largest change of those levels against the first interval's. The
+verdict stays the checkpoints'. The bookkeeping, the verdict and the rendering are pure and
+tested without a broker.
 """
 
 from __future__ import annotations
 
 import secrets
 import shutil
+import statistics
 import threading
 import time
 import uuid
@@ -63,7 +69,9 @@ __all__ = [
     "SoakTracker",
     "accounting_checks",
     "finished_events",
+    "interval_levels",
     "render_checkpoints",
+    "render_levels",
     "render_soak",
     "render_soak_markdown",
     "render_summary",
@@ -174,6 +182,43 @@ def finished_events(ingested: int, valid_lag: int) -> int:
     return max(0, ingested - valid_lag)
 
 
+def interval_levels(
+    samples: Sequence[Mapping[str, Any]], every: int, events: int
+) -> list[dict[str, Any]]:
+    """The RSS level of each interval between two checkpoints, from the first checkpoint on:
+    the median, lowest and highest RSS of the samples taken while the processed count was in
+    ``[start, end)`` (the last interval ends at ``events`` and includes it). Intervals
+    without a sample are left out.
+
+    >>> samples = [{"processed": p, "rss_bytes": r} for p, r in
+    ...            [(50, 100), (100, 200), (150, 260), (180, 210), (220, 215), (250, 230)]]
+    >>> [(i["start"], i["end"], i["samples"], i["median_rss_bytes"], i["max_rss_bytes"])
+    ...  for i in interval_levels(samples, every=100, events=250)]
+    [(100, 200, 3, 210, 260), (200, 250, 2, 222.5, 230)]
+    """
+    bounds = [*range(every, events, every), events]
+    if len(bounds) < 2:
+        return []
+    found: dict[int, list[int]] = {}
+    for sample in samples:
+        processed = sample["processed"]
+        if processed < bounds[0]:
+            continue
+        index = min((processed - bounds[0]) // every, len(bounds) - 2)
+        found.setdefault(index, []).append(sample["rss_bytes"])
+    return [
+        {
+            "start": bounds[i],
+            "end": bounds[i + 1],
+            "samples": len(found[i]),
+            "median_rss_bytes": statistics.median(found[i]),
+            "min_rss_bytes": min(found[i]),
+            "max_rss_bytes": max(found[i]),
+        }
+        for i in sorted(found)
+    ]
+
+
 def _change(rss: float, first: float) -> float:
     return (rss / first - 1.0) * 100.0 if first else 0.0
 
@@ -185,11 +230,16 @@ def summarize_soak(
     elapsed_s: float | None,
     peak_rss_bytes: int | None,
     tolerance: float = FLAT_TOLERANCE,
+    levels: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """RSS at the first and the last checkpoint, their ratio and the flatness verdict.
 
     ``flat`` is True when every checkpoint's RSS is within ``tolerance`` of the first one's,
-    None when there are fewer than two checkpoints (nothing to compare).
+    None when there are fewer than two checkpoints (nothing to compare). With ``levels``
+    (:func:`interval_levels`), also the largest change of an interval's median RSS against
+    the first interval's (``level_max_change_pct``, the one farthest from 0) and whether
+    every level is within ``tolerance`` of it (``levels_within``); information only, the
+    verdict is ``flat``.
 
     >>> cps = [{"mark": 100, "rss_bytes": 200e6}, {"mark": 200, "rss_bytes": 230e6},
     ...        {"mark": 300, "rss_bytes": 210e6}]
@@ -201,6 +251,9 @@ def summarize_soak(
     last = checkpoints[-1] if checkpoints else None
     changes = [_change(c["rss_bytes"], first["rss_bytes"]) for c in checkpoints] if first else []
     comparable = len(checkpoints) >= 2
+    base = levels[0]["median_rss_bytes"] if levels else None
+    level_changes = [_change(lv["median_rss_bytes"], base) for lv in levels] if base else []
+    farthest = max(level_changes, key=abs, default=0.0)
     return {
         "first_mark": first["mark"] if first else None,
         "rss_first_bytes": first["rss_bytes"] if first else None,
@@ -215,6 +268,14 @@ def summarize_soak(
         "min_change_pct": round(min(changes), 2) if changes else None,
         "tolerance_pct": round(tolerance * 100, 2),
         "flat": (all(abs(c) <= tolerance * 100 + 1e-9 for c in changes) if comparable else None),
+        "level_first_bytes": base,
+        "level_last_bytes": levels[-1]["median_rss_bytes"] if levels else None,
+        "level_max_change_pct": (round(farthest, 2) if len(level_changes) >= 2 else None),
+        "levels_within": (
+            all(abs(c) <= tolerance * 100 + 1e-9 for c in level_changes)
+            if len(level_changes) >= 2
+            else None
+        ),
         "peak_rss_bytes": peak_rss_bytes,
         "events": events,
         "elapsed_s": round(elapsed_s, 1) if elapsed_s is not None else None,
@@ -268,6 +329,34 @@ def render_checkpoints(checkpoints: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def render_levels(levels: Sequence[Mapping[str, Any]]) -> str:
+    """One row per interval between two checkpoints: its samples' median, lowest and highest
+    RSS, and the median's change against the first interval's.
+
+    >>> print(render_levels([
+    ...     {"start": 200_000, "end": 400_000, "samples": 9, "median_rss_bytes": 280e6,
+    ...      "min_rss_bytes": 266e6, "max_rss_bytes": 300e6},
+    ...     {"start": 400_000, "end": 600_000, "samples": 8, "median_rss_bytes": 294e6,
+    ...      "min_rss_bytes": 281e6, "max_rss_bytes": 309e6}]))
+    | events processed | samples | median RSS MB | change vs first | lowest - highest MB |
+    |---:|---:|---:|---:|---:|
+    | 200,000 - 400,000 | 9 | 280.0 | +0.0 % | 266.0 - 300.0 |
+    | 400,000 - 600,000 | 8 | 294.0 | +5.0 % | 281.0 - 309.0 |
+    """
+    lines = [
+        "| events processed | samples | median RSS MB | change vs first | lowest - highest MB |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    first = levels[0]["median_rss_bytes"] if levels else 0
+    for lv in levels:
+        lines.append(
+            f"| {lv['start']:,} - {lv['end']:,} | {lv['samples']} | "
+            f"{_mb(lv['median_rss_bytes'])} | {_change(lv['median_rss_bytes'], first):+.1f} % | "
+            f"{_mb(lv['min_rss_bytes'])} - {_mb(lv['max_rss_bytes'])} |"
+        )
+    return "\n".join(lines)
+
+
 def render_summary(summary: Mapping[str, Any]) -> str:
     """The verdict as a two-column table.
 
@@ -308,14 +397,31 @@ def render_summary(summary: Mapping[str, Any]) -> str:
          "-" if elapsed is None else f"{elapsed:,.1f} s"),
         ("events/s", "-" if rate is None else f"{rate:,.0f}"),
     ]  # fmt: skip
+    level_change = summary.get("level_max_change_pct")
+    if level_change is not None:
+        within = "yes" if summary.get("levels_within") else "no"
+        rows[5:5] = [
+            (
+                "level: median RSS of the first and the last interval",
+                f"{_mb(summary.get('level_first_bytes'))} → "
+                f"{_mb(summary.get('level_last_bytes'))} MB",
+            ),
+            (
+                f"levels within {tol} % of the first interval's (information; the verdict "
+                "is the checkpoints')",
+                f"{within} (largest change {level_change:+.1f} %)",
+            ),
+        ]
     return "\n".join(["| figure | value |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
 def render_soak(result: Mapping[str, Any]) -> str:
     """The checkpoint table and the summary (what ``streamproc bench --soak`` prints)."""
     soak = result.get("soak", {})
+    levels = soak.get("levels") or []
     return (
         render_checkpoints(soak.get("checkpoints", []))
+        + ("\n\n" + render_levels(levels) if levels else "")
         + "\n\n"
         + render_summary(soak.get("summary", {}))
     )
@@ -546,7 +652,10 @@ def run_soak(settings: Settings, options: BenchOptions, progress: Progress) -> d
         release_kafka(settings, options, cluster, bench_id, reached=reached, progress=progress)
 
     checkpoints = [c.as_dict() for c in tracker.checkpoints]
-    summary = summarize_soak(checkpoints, events=events, elapsed_s=elapsed, peak_rss_bytes=peak)
+    levels = interval_levels(tracker.samples, every, events)
+    summary = summarize_soak(
+        checkpoints, events=events, elapsed_s=elapsed, peak_rss_bytes=peak, levels=levels
+    )
     summary["rss_end_bytes"] = rss_end
     summary["max_rss_sampled_bytes"] = tracker.max_rss_bytes
     summary["most_in_flight"] = feeder.most_in_flight
@@ -592,6 +701,7 @@ def run_soak(settings: Settings, options: BenchOptions, progress: Progress) -> d
         },
         "soak": {
             "checkpoints": checkpoints,
+            "levels": levels,
             "summary": summary,
             "samples": tracker.samples,
             "counts": counts,

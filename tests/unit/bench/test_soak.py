@@ -20,7 +20,9 @@ from benchmarks.soak import (
     SoakTracker,
     _overrides,
     accounting_checks,
+    interval_levels,
     render_checkpoints,
+    render_levels,
     render_soak,
     render_soak_markdown,
     render_summary,
@@ -135,6 +137,91 @@ def test_no_verdict_without_two_checkpoints() -> None:
     assert empty["flat"] is None and empty["ratio"] is None and empty["events_per_s"] is None
 
 
+def _samples(*points: tuple[int, float]) -> list[dict[str, Any]]:
+    return [{"processed": p, "rss_bytes": int(r * MB), "elapsed_s": 0.0} for p, r in points]
+
+
+def test_the_level_of_each_interval_is_the_median_of_its_samples() -> None:
+    samples = _samples(
+        (0, 120), (150_000, 250),  # before the first checkpoint: left out
+        (200_000, 280), (260_000, 330), (350_000, 282),  # a 2-s spike in the first interval
+        (420_000, 290), (500_000, 300), (590_000, 295),
+        (610_000, 305), (700_000, 500), (800_000, 301),  # the end counts in the last one
+    )  # fmt: skip
+    levels = interval_levels(samples, every=200_000, events=800_000)
+    assert [(lv["start"], lv["end"], lv["samples"]) for lv in levels] == [
+        (200_000, 400_000, 3),
+        (400_000, 600_000, 3),
+        (600_000, 800_000, 3),
+    ]
+    assert [lv["median_rss_bytes"] for lv in levels] == [282 * MB, 295 * MB, 305 * MB]
+    assert (levels[0]["min_rss_bytes"], levels[0]["max_rss_bytes"]) == (280 * MB, 330 * MB)
+
+
+def test_intervals_without_samples_are_left_out_and_one_interval_has_no_levels() -> None:
+    samples = _samples((210_000, 280), (650_000, 300))
+    levels = interval_levels(samples, every=200_000, events=800_000)
+    assert [lv["start"] for lv in levels] == [200_000, 600_000]
+    assert interval_levels(samples, every=200_000, events=200_000) == []
+
+
+def test_the_levels_are_information_beside_the_verdict() -> None:
+    levels = interval_levels(
+        _samples((200_000, 280), (300_000, 282), (400_000, 290), (500_000, 306), (600_000, 300)),
+        every=200_000,
+        events=600_000,
+    )
+    # the checkpoints (one sample each) are not within 10 %, the interval medians are
+    s = summarize_soak(
+        _cps(280, 310, 300), events=600_000, elapsed_s=1.0, peak_rss_bytes=None, levels=levels
+    )
+    assert s["flat"] is False
+    assert (s["level_first_bytes"], s["level_last_bytes"]) == (281 * MB, 300 * MB)
+    assert s["level_max_change_pct"] == pytest.approx(6.76, abs=0.01)
+    assert s["levels_within"] is True
+    text = render_summary(s)
+    assert "| flat within 10 % (every checkpoint within ±10 % of the first) | no |" in text
+    assert "| level: median RSS of the first and the last interval | 281.0 → 300.0 MB |" in text
+    assert "(information; the verdict is the checkpoints') | yes (largest change +6.8 %) |" in text
+    falls = summarize_soak(
+        _cps(300, 300),
+        events=400_000,
+        elapsed_s=1.0,
+        peak_rss_bytes=None,
+        levels=[
+            {"median_rss_bytes": 300 * MB},
+            {"median_rss_bytes": 320 * MB},
+            {"median_rss_bytes": 250 * MB},
+        ],
+    )
+    assert falls["level_max_change_pct"] == pytest.approx(-16.67, abs=0.01)
+    assert falls["levels_within"] is False
+    none = summarize_soak(_cps(300, 300), events=400_000, elapsed_s=1.0, peak_rss_bytes=None)
+    assert none["level_max_change_pct"] is None and none["levels_within"] is None
+    assert "level:" not in render_summary(none)
+
+
+def test_the_level_table() -> None:
+    def level(start: int, samples: int, median: int, low: int, high: int) -> dict[str, Any]:
+        return {
+            "start": start,
+            "end": start + 200_000,
+            "samples": samples,
+            "median_rss_bytes": median * MB,
+            "min_rss_bytes": low * MB,
+            "max_rss_bytes": high * MB,
+        }
+
+    table = render_levels(
+        [level(200_000, 9, 280, 266, 300), level(400_000, 8, 266, 250, 281)]
+    ).splitlines()
+    assert table[0] == (
+        "| events processed | samples | median RSS MB | change vs first | lowest - highest MB |"
+    )
+    assert table[2] == "| 200,000 - 400,000 | 9 | 280.0 | +0.0 % | 266.0 - 300.0 |"
+    assert table[3] == "| 400,000 - 600,000 | 8 | 266.0 | -5.0 % | 250.0 - 281.0 |"
+
+
 def test_accounting_checks() -> None:
     checks = accounting_checks(
         {"input": 100, "valid": 95, "dead_letters": 3}, {"input": 100, "valid": 96, "plays": 0}
@@ -178,6 +265,9 @@ def test_the_summary_table() -> None:
 
 def _result() -> dict[str, Any]:
     cps = _cps(300, 310)
+    levels = interval_levels(
+        _samples((200_000, 300), (300_000, 305), (400_000, 310)), every=200_000, events=400_000
+    )
     return {
         "kind": "soak",
         "command": "streamproc bench --soak 400000",
@@ -187,7 +277,10 @@ def _result() -> dict[str, Any]:
         "settings": {"events": 400_000, "every": 200_000, "dedupe_max_ids": 200_000},
         "soak": {
             "checkpoints": cps,
-            "summary": summarize_soak(cps, events=400_000, elapsed_s=100.0, peak_rss_bytes=None),
+            "levels": levels,
+            "summary": summarize_soak(
+                cps, events=400_000, elapsed_s=100.0, peak_rss_bytes=None, levels=levels
+            ),
         },
         "checks": accounting_checks({"input": 400_000}, {"input": 400_000, "valid": 1}),
         "figures": [],
@@ -198,6 +291,7 @@ def test_the_report_and_the_files(tmp_path: Path) -> None:
     result = _result()
     printed = render_soak(result)
     assert printed.startswith("| events processed |")
+    assert "| 200,000 - 400,000 | 3 | 305.0 | +0.0 % | 300.0 - 310.0 |" in printed
     assert "| flat within 10 % (every checkpoint within ±10 % of the first) | yes |" in printed
     md = render_soak_markdown(result)
     assert md.startswith("# streamproc bench --soak — 2026-11-25T10:00:00+00:00")
