@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import statistics
 import threading
 import time
 import uuid
@@ -51,6 +50,7 @@ from benchmarks.pipeline import PipelineSession, measurement_settings
 from benchmarks.preload import BenchRecord, bench_simulation, load_records
 from benchmarks.report import machine_info, report_header
 from benchmarks.resources import current_rss_bytes, peak_rss_bytes
+from benchmarks.stats import summarize
 from streamproc.config import Settings, secret_fields
 from streamproc.errors import KafkaError, StreamprocError
 from streamproc.kafka.clients import wait_for_broker
@@ -194,7 +194,7 @@ def interval_levels(
     ...            [(50, 100), (100, 200), (150, 260), (180, 210), (220, 215), (250, 230)]]
     >>> [(i["start"], i["end"], i["samples"], i["median_rss_bytes"], i["max_rss_bytes"])
     ...  for i in interval_levels(samples, every=100, events=250)]
-    [(100, 200, 3, 210, 260), (200, 250, 2, 222.5, 230)]
+    [(100, 200, 3, 210.0, 260.0), (200, 250, 2, 222.5, 230.0)]
     """
     bounds = [*range(every, events, every), events]
     if len(bounds) < 2:
@@ -206,17 +206,21 @@ def interval_levels(
             continue
         index = min((processed - bounds[0]) // every, len(bounds) - 2)
         found.setdefault(index, []).append(sample["rss_bytes"])
-    return [
-        {
-            "start": bounds[i],
-            "end": bounds[i + 1],
-            "samples": len(found[i]),
-            "median_rss_bytes": statistics.median(found[i]),
-            "min_rss_bytes": min(found[i]),
-            "max_rss_bytes": max(found[i]),
-        }
-        for i in sorted(found)
-    ]
+    levels = []
+    for i in sorted(found):
+        rss = summarize(found[i])
+        assert rss is not None  # every interval in found has a sample
+        levels.append(
+            {
+                "start": bounds[i],
+                "end": bounds[i + 1],
+                "samples": rss.runs,
+                "median_rss_bytes": rss.median,
+                "min_rss_bytes": rss.low,
+                "max_rss_bytes": rss.high,
+            }
+        )
+    return levels
 
 
 def _change(rss: float, first: float) -> float:
@@ -270,7 +274,7 @@ def summarize_soak(
         "flat": (all(abs(c) <= tolerance * 100 + 1e-9 for c in changes) if comparable else None),
         "level_first_bytes": base,
         "level_last_bytes": levels[-1]["median_rss_bytes"] if levels else None,
-        "level_max_change_pct": (round(farthest, 2) if len(level_changes) >= 2 else None),
+        "level_max_change_pct": round(farthest, 2) if len(level_changes) >= 2 else None,
         "levels_within": (
             all(abs(c) <= tolerance * 100 + 1e-9 for c in level_changes)
             if len(level_changes) >= 2
@@ -384,6 +388,15 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     elapsed = summary.get("elapsed_s")
     rate = summary.get("events_per_s")
     first, last = summary.get("first_mark"), summary.get("last_mark")
+    level_change = summary.get("level_max_change_pct")
+    levels = [] if level_change is None else [
+        ("level: median RSS of the first and the last interval",
+         f"{_mb(summary.get('level_first_bytes'))} → {_mb(summary.get('level_last_bytes'))} MB"),
+        (f"levels within {tol} % of the first interval's (information; the verdict is the "
+         "checkpoints')",
+         f"{'yes' if summary.get('levels_within') else 'no'} "
+         f"(largest change {level_change:+.1f} %)"),
+    ]  # fmt: skip
     rows = [
         (f"RSS at {first:,} events" if first else "RSS at the first checkpoint",
          f"{_mb(summary.get('rss_first_bytes'))} MB"),
@@ -392,26 +405,12 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         ("ratio", "-" if ratio is None else f"{ratio:.3f}"),
         (f"flat within {tol} % (every checkpoint within ±{tol} % of the first)", verdict),
         ("largest change vs first", "-" if largest is None else f"{largest:+.1f} %"),
+        *levels,
         ("peak RSS (VmHWM)", f"{_mb(summary.get('peak_rss_bytes'))} MB"),
         ("elapsed (first record produced to the last processed)",
          "-" if elapsed is None else f"{elapsed:,.1f} s"),
         ("events/s", "-" if rate is None else f"{rate:,.0f}"),
     ]  # fmt: skip
-    level_change = summary.get("level_max_change_pct")
-    if level_change is not None:
-        within = "yes" if summary.get("levels_within") else "no"
-        rows[5:5] = [
-            (
-                "level: median RSS of the first and the last interval",
-                f"{_mb(summary.get('level_first_bytes'))} → "
-                f"{_mb(summary.get('level_last_bytes'))} MB",
-            ),
-            (
-                f"levels within {tol} % of the first interval's (information; the verdict "
-                "is the checkpoints')",
-                f"{within} (largest change {level_change:+.1f} %)",
-            ),
-        ]
     return "\n".join(["| figure | value |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
